@@ -434,7 +434,166 @@ AD_API ad_status ad_newton_dense(const ad_problem *p, double *x, const ad_newton
 /* ===================================================================== */
 /* Logistic regression (the engine of hyperad-logreg)                     */
 /* ===================================================================== */
-/* (declared by the logistic-regression work; see README.md)             */
+/* L2-regularized logistic regression as LIBLINEAR's `train -s 0`:        */
+/*   min_w  ½‖w‖² + Σ_i C_i log(1 + exp(−y_i wᵀx_i)),  y_i ∈ {−1, +1},     */
+/* minimized by ad_newton_cg (trust region, Steihaug CG) on HVPs of a tape */
+/* built from vector nodes (ad_matvec for dense rows, ad_spmv for sparse); */
+/* the Hessian is never formed.  Multi-class: one-vs-rest like LIBLINEAR.  */
+/* Errors carry a detail string: ad_logreg_errmsg().                       */
+/* ===================================================================== */
+
+/* A labelled data set of m rows (samples) and n features.  Feature j
+ * (0-based here) is index j+1 in LIBSVM files.  Exactly one of X (dense,
+ * row-major m×n) and csr (sparse rows, column indices sorted ascending) is
+ * used: X != NULL means dense.  Labels are integer-valued doubles.
+ * Built by hand, every array is the caller's (borrowed by the calls that
+ * take it, only for their duration) and owner is NULL.  Filled by
+ * ad_logreg_read, the arrays belong to the library (owner != NULL) until
+ * ad_logreg_data_free. */
+typedef struct ad_logreg_data {
+    size_t m, n;
+    size_t nnz;             /* stored entries (m·n when dense)             */
+    const double *X;        /* dense row-major m×n, or NULL                */
+    ad_csr csr;             /* sparse rows when X == NULL                  */
+    const double *y;        /* m labels                                    */
+    void *owner;            /* library storage, NULL for caller-built data */
+} ad_logreg_data;
+
+typedef enum ad_logreg_format {
+    AD_LOGREG_FMT_AUTO = 0, /* CSV when the first data line has a ',' before any ':' */
+    AD_LOGREG_FMT_LIBSVM,   /* "label idx:val idx:val …", idx from 1, strictly increasing */
+    AD_LOGREG_FMT_CSV       /* "label,x1,x2,…" (every column, empty = 0); header line optional */
+} ad_logreg_format;
+
+typedef enum ad_logreg_storage {
+    AD_LOGREG_STORE_AUTO = 0, /* dense when 8·m·n bytes <= 2× the CSR bytes (12·nnz + 8·m) */
+    AD_LOGREG_STORE_DENSE,
+    AD_LOGREG_STORE_SPARSE
+} ad_logreg_storage;
+
+/* Reads a data file into d (zeroed first).  Two passes over the file in
+ * 4 MiB blocks (no mmap, no whole-file buffer): the first counts rows,
+ * entries and the largest index, the second parses numbers straight into
+ * arrays of the exact size, so peak memory is the data plus one block.
+ * Cost: O(file size); about 0.2 s per 100 MB.  CSV: a first line whose
+ * first field is not a number is a header and is skipped.
+ * Errors (nothing is kept in d on error; ad_logreg_errmsg() names the file
+ * and, for content errors, the line): AD_EIO (cannot open or read),
+ * AD_EFORMAT (malformed line, bad number, index 0 or beyond 2^32−2,
+ * unsorted or repeated indices, NaN/Inf, non-integer label, no data rows,
+ * ragged CSV), AD_ENOMEM, AD_EINVAL (NULL). */
+AD_API ad_status ad_logreg_read(const char *path, ad_logreg_format fmt,
+                                ad_logreg_storage store, ad_logreg_data *d);
+
+/* Frees what ad_logreg_read allocated and zeroes *d.  Data built by the
+ * caller (owner NULL) is only zeroed.  NULL is a no-op. */
+AD_API void ad_logreg_data_free(ad_logreg_data *d);
+
+/* Progress of one Newton iteration of sub-problem k (k = 0 for binary, the
+ * class index in one-vs-rest).  Return non-zero to stop the fit. */
+typedef int (*ad_logreg_progress_fn)(void *ctx, size_t k, const ad_opt_progress *p);
+
+typedef struct ad_logreg_params {
+    double C;                   /* -c, default 1                                 */
+    double eps;                 /* -e, default 0.01: stop when ‖∇f‖2 <=
+                                   eps·max(min(#pos,#neg),1)/m·‖∇f(0)‖2 (LIBLINEAR) */
+    double bias;                /* -B, default −1 (none); >= 0: a last feature of
+                                   this constant value, regularized like LIBLINEAR */
+    size_t nr_weight;           /* -w label weight pairs: C of class label[i] is   */
+    const int *weight_label;    /* C·weight[i] (borrowed during ad_logreg_fit)     */
+    const double *weight;
+    size_t max_iter;            /* Newton iterations per sub-problem, default 1000 */
+    int precond;                /* diagonal preconditioner (Hessian diagonal
+                                   mixed with I as in LIBLINEAR 2.4x), default 1    */
+    int scale;                  /* 1: solve in features x_j / max_i |x_ij| (sparsity
+                                   kept, no copy of the data: w = S w' on the tape)
+                                   and return w = S w', a model for raw data; the
+                                   objective is then the scaled problem's.  Default 0 */
+    ad_logreg_progress_fn progress; /* per Newton iteration, may be NULL          */
+    void *progress_ctx;
+} ad_logreg_params;
+
+/* Sets the defaults above. */
+AD_API void ad_logreg_params_init(ad_logreg_params *prm);
+
+/* A trained model, laid out as LIBLINEAR's model file: labels in LIBLINEAR's
+ * order (order of first appearance, except that a binary problem seen as
+ * {−1, +1} becomes {+1, −1}); w has (nr_feature + (bias >= 0)) rows of nr_w
+ * entries, row-major; nr_w = 1 for two classes (w scores label[0]), else
+ * nr_class (column k scores label[k] against the rest).  Owned by the
+ * library: free with ad_logreg_model_free. */
+typedef struct ad_logreg_model {
+    size_t nr_class;
+    int *label;
+    size_t nr_feature;
+    double bias;
+    size_t nr_w;
+    double *w;
+} ad_logreg_model;
+
+/* Frees the arrays of m and zeroes it.  NULL is a no-op. */
+AD_API void ad_logreg_model_free(ad_logreg_model *m);
+
+typedef struct ad_logreg_result {
+    double f;                 /* objective, summed over sub-problems          */
+    double gnorm;             /* ‖∇f‖2 at the end (largest over sub-problems) */
+    size_t newton_iters, cg_iters, nfev, nhvp; /* summed over sub-problems      */
+    size_t nsub;              /* binary sub-problems solved                   */
+    ad_stop_reason reason;    /* AD_STOP_GTOL unless a sub-problem stopped otherwise */
+    double elapsed;           /* seconds, monotonic clock                     */
+} ad_logreg_result;
+
+/* Trains on d into *model (zeroed first; freed again on error).  res may be
+ * NULL.  Per binary sub-problem: one tape (ad_record with ad_matvec or
+ * ad_spmv over d's borrowed arrays, a softplus per row, one ad_dot of the
+ * weighted losses), minimized from w = 0 by ad_newton_cg with gtol_rel set
+ * to LIBLINEAR's tolerance.  Memory: the tape (a few nodes per row) plus
+ * O(m + n) doubles; d is never copied.  Cost per Newton iteration: one
+ * gradient (2 passes over X) plus 2 passes per CG step.
+ * Errors: AD_EINVAL (NULL, C <= 0, eps <= 0, m or n = 0, non-finite data,
+ * a weight label not in the data, fewer than two classes; see
+ * ad_logreg_errmsg), AD_ENOMEM, the status of the tape or of the solver. */
+AD_API ad_status ad_logreg_fit(const ad_logreg_data *d, const ad_logreg_params *prm,
+                               ad_logreg_model *model, ad_logreg_result *res);
+
+/* Predicts the m rows of d: labels[i] (may be NULL) and, when prob is not
+ * NULL, prob[i·nr_class + k] = probability of model->label[k] (binary:
+ * σ(wᵀx) and 1 − σ; several classes: the σ of each score, normalized), as
+ * liblinear-predict -b 1.  Features beyond model->nr_feature are ignored.
+ * Cost O(nnz·nr_w).  Errors: AD_EINVAL (NULL, empty model). */
+AD_API ad_status ad_logreg_predict(const ad_logreg_model *model, const ad_logreg_data *d,
+                                   double *labels, double *prob);
+
+/* The training objective of model on d under prm's C, weights and
+ * one-vs-rest split (summed over sub-problems): compares models from
+ * different trainers at equal -c.  model->bias must match prm->bias
+ * (both < 0 or equal).  Cost O(nnz·nr_w).  Errors: AD_EINVAL. */
+AD_API ad_status ad_logreg_objective(const ad_logreg_data *d, const ad_logreg_params *prm,
+                                     const ad_logreg_model *model, double *f);
+
+/* nfold-fold cross-validation (LIBLINEAR -v): rows are shuffled with a
+ * fixed-seed generator (seed), split into nfold folds, each predicted by a
+ * model trained on the others; target[i] gets the prediction of row i.
+ * nfold > m is lowered to m.  Errors: those of ad_logreg_fit, AD_EINVAL
+ * (nfold < 2). */
+AD_API ad_status ad_logreg_cross_validation(const ad_logreg_data *d, const ad_logreg_params *prm,
+                                            size_t nfold, uint64_t seed, double *target);
+
+/* Writes model in LIBLINEAR's text format (solver_type L2R_LR, %.17g
+ * weights) to a temporary file next to path, then renames it over path, so
+ * a failure never leaves a partial file.  Errors: AD_EIO, AD_EINVAL. */
+AD_API ad_status ad_logreg_model_save(const ad_logreg_model *model, const char *path);
+
+/* Reads a LIBLINEAR model file (any solver_type is read; only L2R_LR is
+ * produced by this library) into *model (zeroed first, untouched memory
+ * freed on error).  Errors: AD_EIO (missing), AD_EFORMAT (unknown keyword,
+ * truncated weights, bad numbers; the message names file and line). */
+AD_API ad_status ad_logreg_model_load(const char *path, ad_logreg_model *model);
+
+/* The detail of the last logreg error on this thread ("" when none), e.g.
+ * "data.svm:17: feature indices not increasing (5 after 7)".  Thread-local,
+ * valid until the next logreg call on this thread. */
+AD_API const char *ad_logreg_errmsg(void);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,315 @@
+/*
+ * Drivers: replay the recording at x.  They own the caching rules:
+ *   - val holds the values at xc when val_ok (x compared by value, so an
+ *     array the caller changed in place is seen as a new point);
+ *   - adj holds the adjoints at xc when adj_ok, so HVPs at one x (as inside
+ *     CG) run a tangent sweep and a reverse sweep of tangents only;
+ *   - buffers grow to the recording's size once and are reused.
+ * Every entry point validates before touching a buffer and leaves the tape
+ * usable after any error.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tape/tape_internal.h"
+
+static int all_finite(const double *x, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(x[i]))
+            return 0;
+    return 1;
+}
+
+/* Checks t and x; the tape must hold a complete recording. */
+static ad_status check(ad_tape *t, const double *x, const char *fn)
+{
+    if (!t)
+        return AD_EINVAL;
+    if (t->recording)
+        return tape_set_error(t, AD_ESTATE, "%s: the tape is still being recorded", fn);
+    if (t->err)
+        return t->err;   /* sticky error of the recording; its message stays */
+    if (!t->rec->complete)
+        return tape_set_error(t, AD_ESTATE, "%s: the tape holds no complete recording", fn);
+    if (!x)
+        return tape_set_error(t, AD_EINVAL, "%s: x is NULL", fn);
+    if (!all_finite(x, t->rec->nin))
+        return tape_set_error(t, AD_EINVAL, "%s: x has a NaN or infinite entry", fn);
+    return AD_OK;
+}
+
+static ad_status buffers(ad_tape *t, int need_adj, int need_dot)
+{
+    size_t n = t->rec->n + 1;
+    if (!tape_buf(&t->val, &t->capval, n) || !tape_buf(&t->scr, &t->capscr, t->rec->max_scratch + 1)
+        || !tape_buf(&t->xc, &t->capxc, t->rec->nin + 1)
+        || (need_adj && !tape_buf(&t->adj, &t->capadj, n))
+        || (need_dot && (!tape_buf(&t->dot, &t->capdot, n) || !tape_buf(&t->adot, &t->capadot, n))))
+        return tape_set_error(t, AD_ENOMEM, "out of memory for sweep buffers");
+    return AD_OK;
+}
+
+static int at_cache(const ad_tape *t, const double *x)
+{
+    return t->val_ok && memcmp(x, t->xc, t->rec->nin * sizeof *x) == 0;
+}
+
+/* Names the first op whose value (derivs = 0) or partials went wrong. */
+static ad_status domain_error(ad_tape *t, int derivs, const char *what)
+{
+    const tape_rec *r = t->rec;
+    long i = sweep_first_bad(r, t->val, derivs);
+    t->val_ok = 0;
+    t->adj_ok = 0;
+    if (i < 0)
+        return tape_set_error(t, AD_EDOMAIN, "%s is not finite", what);
+    tape_op op = (tape_op)r->op[i];
+    double arg = op == OP_INPUT || op == OP_CONST || op >= OP_SUM ? NAN : t->val[r->a[i]];
+    return tape_set_error(t, AD_EDOMAIN, "%s is not finite: %s at node %ld (argument %g, value %g)",
+                          what, tape_op_name(op), i, arg, t->val[i]);
+}
+
+/* After a value sweep at x: branch check (re-record or AD_ERETAPE), then
+ * cache x.  *rerecorded tells the caller the old tangents are stale. */
+static ad_status settle(ad_tape *t, const double *x, int *rerecorded)
+{
+    const tape_rec *r = t->rec;
+    *rerecorded = 0;
+    if (r->ncmp && sweep_cmp_flipped(r, t->val)) {
+        t->val_ok = t->adj_ok = 0;
+        if (!t->fn)
+            return tape_set_error(t, AD_ERETAPE,
+                                  "a recorded comparison comes out the other way at this x");
+        ad_status s = tape_rerecord(t, x);
+        if (s != AD_OK && s != AD_EDOMAIN)
+            return s;
+        *rerecorded = 1;
+        if (s == AD_EDOMAIN)
+            return domain_error(t, 0, "f");
+        s = buffers(t, 1, 1);
+        if (s)
+            return s;
+    }
+    memcpy(t->xc, x, t->rec->nin * sizeof *x);
+    t->val_ok = 1;
+    t->adj_ok = 0;
+    if (!isfinite(t->val[t->rec->out]))
+        return domain_error(t, 0, "f");
+    return AD_OK;
+}
+
+/* Values at x, from the cache or a value sweep. */
+static ad_status values(ad_tape *t, const double *x)
+{
+    if (at_cache(t, x))
+        return AD_OK;
+    t->val_ok = t->adj_ok = 0;
+    sweep_value_only(t->rec, t->val, x, t->scr, 0, (size_t)t->rec->out + 1);
+    int re;
+    return settle(t, x, &re);
+}
+
+/* Adjoints at x, from the cache or a reverse sweep. */
+static ad_status adjoints(ad_tape *t)
+{
+    if (t->adj_ok)
+        return AD_OK;
+    sweep_reverse(t->rec, t->val, t->adj, t->scr);
+    t->adj_ok = 1;
+    return AD_OK;
+}
+
+static void gather_inputs(const tape_rec *r, const double *src, double *g)
+{
+    for (size_t j = 0; j < r->nin; j++)
+        g[j] = src[r->in[j]];
+}
+
+ad_status ad_eval(ad_tape *t, const double *x, double *f)
+{
+    ad_status s = check(t, x, "ad_eval");
+    if (s)
+        return s;
+    if (!f)
+        return tape_set_error(t, AD_EINVAL, "ad_eval: f is NULL");
+    if ((s = buffers(t, 0, 0)) || (s = values(t, x)))
+        return s;
+    *f = t->val[t->rec->out];
+    return AD_OK;
+}
+
+ad_status ad_gradient(ad_tape *t, const double *x, double *f, double *g)
+{
+    ad_status s = check(t, x, "ad_gradient");
+    if (s)
+        return s;
+    if (!g)
+        return tape_set_error(t, AD_EINVAL, "ad_gradient: g is NULL");
+    if ((s = buffers(t, 1, 0)) || (s = values(t, x)) || (s = adjoints(t)))
+        return s;
+    if (f)
+        *f = t->val[t->rec->out];
+    gather_inputs(t->rec, t->adj, g);
+    if (!all_finite(g, t->rec->nin)) {
+        t->adj_ok = 0;
+        return domain_error(t, 1, "the gradient");
+    }
+    return AD_OK;
+}
+
+ad_status ad_hvp(ad_tape *t, const double *x, const double *v, double *hv)
+{
+    ad_status s = check(t, x, "ad_hvp");
+    if (s)
+        return s;
+    if (!v || !hv)
+        return tape_set_error(t, AD_EINVAL, "ad_hvp: v or hv is NULL");
+    if (!all_finite(v, t->rec->nin))
+        return tape_set_error(t, AD_EINVAL, "ad_hvp: v has a NaN or infinite entry");
+    if ((s = buffers(t, 1, 1)))
+        return s;
+    const tape_rec *r = t->rec;
+    if (at_cache(t, x)) {
+        if ((s = adjoints(t)))
+            return s;
+        sweep_tangent(r, t->val, t->dot, v, t->scr);
+        sweep_reverse_hvp(r, t->val, t->dot, t->adj, t->adot, 0, t->scr);
+    } else {
+        /* New point: values and tangents in one forward pass, adjoints and
+         * their tangents in one reverse pass. */
+        t->val_ok = t->adj_ok = 0;
+        sweep_forward(r, t->val, t->dot, x, v, t->scr, 0, (size_t)r->out + 1);
+        int re;
+        if ((s = settle(t, x, &re)))
+            return s;
+        r = t->rec;
+        if (re)
+            sweep_tangent(r, t->val, t->dot, v, t->scr);
+        sweep_reverse_hvp(r, t->val, t->dot, t->adj, t->adot, 1, t->scr);
+        t->adj_ok = 1;
+    }
+    gather_inputs(r, t->adot, hv);
+    if (!all_finite(hv, r->nin) || !isfinite(t->adj[r->out]))
+        return domain_error(t, 1, "the Hessian-vector product");
+    return AD_OK;
+}
+
+/* Directions l0..l0+k of V through the lanes; HV rows likewise. */
+static void lanes_block(ad_tape *t, const double *V, size_t k, double *HV)
+{
+    const tape_rec *r = t->rec;
+    size_t n = r->nin;
+    sweep_tangent_lanes(r, t->val, t->dotk, V, k, n, t->scr);
+    sweep_reverse_lanes(r, t->val, t->dotk, t->adj, t->adotk, t->scr);
+    for (size_t j = 0; j < n; j++) {
+        const double *src = t->adotk + (size_t)r->in[j] * TAPE_LANES;
+        for (size_t l = 0; l < k; l++)
+            HV[l * n + j] = src[l];
+    }
+}
+
+static ad_status batch(ad_tape *t, const double *x, size_t k, const double *V, double *HV,
+                       const char *fn)
+{
+    ad_status s;
+    const tape_rec *r = t->rec;
+    size_t n = r->nin, nodes = r->n + 1;
+    if (nodes > SIZE_MAX / TAPE_LANES)
+        return tape_set_error(t, AD_ELIMIT, "%s: lane buffers would overflow size_t", fn);
+    if ((s = buffers(t, 1, 0)))
+        return s;
+    if (!tape_buf(&t->dotk, &t->capdotk, nodes * TAPE_LANES)
+        || !tape_buf(&t->adotk, &t->capadotk, nodes * TAPE_LANES))
+        return tape_set_error(t, AD_ENOMEM, "%s: out of memory for lane buffers", fn);
+    if ((s = values(t, x)) || (s = adjoints(t)))
+        return s;
+    r = t->rec;
+    n = r->nin;
+    for (size_t l0 = 0; l0 < k; l0 += TAPE_LANES) {
+        size_t kk = k - l0 < TAPE_LANES ? k - l0 : TAPE_LANES;
+        lanes_block(t, V + l0 * n, kk, HV + l0 * n);
+    }
+    if (!all_finite(HV, k * n))
+        return domain_error(t, 1, "a Hessian-vector product");
+    return AD_OK;
+}
+
+ad_status ad_hvp_batch(ad_tape *t, const double *x, size_t k, const double *V, double *HV)
+{
+    ad_status s = check(t, x, "ad_hvp_batch");
+    if (s)
+        return s;
+    size_t n = t->rec->nin;
+    if (k == 0)
+        return AD_OK;
+    if (!V || !HV)
+        return tape_set_error(t, AD_EINVAL, "ad_hvp_batch: V or HV is NULL");
+    if (k > SIZE_MAX / n)
+        return tape_set_error(t, AD_ELIMIT, "ad_hvp_batch: k·n overflows size_t");
+    if (!all_finite(V, k * n))
+        return tape_set_error(t, AD_EINVAL, "ad_hvp_batch: V has a NaN or infinite entry");
+    return batch(t, x, k, V, HV, "ad_hvp_batch");
+}
+
+ad_status ad_hess_form(ad_tape *t, const double *x, const double *v, const double *w, double *vhw)
+{
+    ad_status s = check(t, x, "ad_hess_form");
+    if (s)
+        return s;
+    if (!v || !w || !vhw)
+        return tape_set_error(t, AD_EINVAL, "ad_hess_form: v, w or vhw is NULL");
+    size_t n = t->rec->nin;
+    if (!all_finite(v, n) || !all_finite(w, n))
+        return tape_set_error(t, AD_EINVAL, "ad_hess_form: v or w has a NaN or infinite entry");
+    if ((s = buffers(t, 0, 1)))
+        return s;
+    if (!tape_buf(&t->e12, &t->cape12, t->rec->n + 1))
+        return tape_set_error(t, AD_ENOMEM, "ad_hess_form: out of memory");
+    if ((s = values(t, x)))
+        return s;
+    const tape_rec *r = t->rec;
+    /* dot and adot serve as the ε1 and ε2 parts: scratch between calls. */
+    sweep_hyper(r, t->val, t->dot, t->adot, t->e12, v, w, t->scr);
+    *vhw = t->e12[r->out];
+    if (!isfinite(*vhw))
+        return domain_error(t, 1, "vᵀHw");
+    return AD_OK;
+}
+
+ad_status ad_hessian(ad_tape *t, const double *x, double *H)
+{
+    ad_status s = check(t, x, "ad_hessian");
+    if (s)
+        return s;
+    if (!H)
+        return tape_set_error(t, AD_EINVAL, "ad_hessian: H is NULL");
+    size_t n = t->rec->nin;
+    if (n > SIZE_MAX / n / sizeof(double))
+        return tape_set_error(t, AD_ELIMIT, "ad_hessian: n·n overflows size_t");
+    /* Seed the identity block by block: rows l0..l0+kk of I. */
+    double *E = calloc(TAPE_LANES * n, sizeof *E);
+    if (!E)
+        return tape_set_error(t, AD_ENOMEM, "ad_hessian: out of memory");
+    ad_status st = AD_OK;
+    for (size_t l0 = 0; l0 < n && !st; l0 += TAPE_LANES) {
+        size_t kk = n - l0 < TAPE_LANES ? n - l0 : TAPE_LANES;
+        for (size_t l = 0; l < kk; l++)
+            E[l * n + l0 + l] = 1.0;
+        st = batch(t, x, kk, E, H + l0 * n, "ad_hessian");
+        for (size_t l = 0; l < kk; l++)
+            E[l * n + l0 + l] = 0.0;
+    }
+    free(E);
+    if (st)
+        return st;
+    /* Exact arithmetic gives a symmetric H; rounding may not: average the
+     * two triangles so users get the symmetric matrix the header promises. */
+    for (size_t i = 0; i < n; i++)
+        for (size_t j = i + 1; j < n; j++) {
+            double m = 0.5 * (H[i * n + j] + H[j * n + i]);
+            H[i * n + j] = H[j * n + i] = m;
+        }
+    return AD_OK;
+}

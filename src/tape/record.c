@@ -1,0 +1,575 @@
+/*
+ * Recording: the thread's active tape and every op constructor.
+ *
+ * Each op checks its arguments against the active recording (a var carries
+ * the id of the recording that made it), evaluates its value with the rule
+ * of src/dual, and appends one node.  Structural errors are sticky: the
+ * first is kept, later ops return an invalid var and append nothing.
+ */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dual/rules.h"
+#include "tape/tape_internal.h"
+
+/* initial-exec: one TLS load per op instead of a __tls_get_addr call. */
+__attribute__((tls_model("initial-exec"))) _Thread_local ad_tape *tape_active;
+
+static const ad_var BAD = {0, 0};
+
+/* ---- errors ----------------------------------------------------------- */
+
+static void fail(ad_tape *t, ad_status s, const char *what, const char *why)
+{
+    if (t->err)
+        return;
+    t->err = s;
+    tape_set_error(t, s, "%s: %s", what, why);
+}
+
+static void domain(ad_tape *t, tape_op op, size_t node, double y)
+{
+    if (t->dom)
+        return;
+    t->dom = AD_EDOMAIN;
+    if (!t->err)
+        tape_set_error(t, AD_EDOMAIN, "%s: value %g is not finite at node %zu (recording point)",
+                       tape_op_name(op), y, node);
+}
+
+/* ---- storage ---------------------------------------------------------- */
+
+static int grow_nodes(ad_tape *t, size_t need, tape_op op)
+{
+    tape_rec *r = t->rec;
+    if (need > t->max_ops) {
+        fail(t, AD_ELIMIT, tape_op_name(op), "the tape would exceed its node limit (ad_tape_set_max_ops)");
+        return 0;
+    }
+    size_t c1 = r->cap, c2 = r->cap, c3 = r->cap;
+    if (!tape_grow((void **)&r->op, &c1, need, 1) || !tape_grow((void **)&r->a, &c2, need, 4)
+        || !tape_grow((void **)&r->b, &c3, need, 4) || !tape_buf(&t->val, &t->capval, need)) {
+        fail(t, AD_ENOMEM, tape_op_name(op), "out of memory growing the tape");
+        return 0;
+    }
+    r->cap = c1 < c2 ? (c1 < c3 ? c1 : c3) : (c2 < c3 ? c2 : c3);
+    return 1;
+}
+
+/* Appends a node; returns its var (invalid when the tape is full). */
+static inline ad_var push(ad_tape *t, tape_op op, uint32_t a, uint32_t b, double v)
+{
+    tape_rec *r = t->rec;
+    size_t i = r->n;
+    if (__builtin_expect(i >= r->cap || i >= t->capval, 0) && !grow_nodes(t, i + 1, op))
+        return BAD;
+    r->op[i] = (uint8_t)op;
+    r->a[i] = a;
+    r->b[i] = b;
+    t->val[i] = v;
+    r->n = i + 1;
+    if (__builtin_expect(!isfinite(v), 0))
+        domain(t, op, i, v);
+    return (ad_var){(uint32_t)i, r->id};
+}
+
+static int push_const(ad_tape *t, double c, uint32_t *k, tape_op op)
+{
+    tape_rec *r = t->rec;
+    if (r->ncst >= UINT32_MAX) {
+        fail(t, AD_ELIMIT, tape_op_name(op), "constant pool exceeds 2^32 entries");
+        return 0;
+    }
+    if (!tape_grow((void **)&r->cst, &r->capcst, r->ncst + 1, sizeof(double))) {
+        fail(t, AD_ENOMEM, tape_op_name(op), "out of memory growing the constant pool");
+        return 0;
+    }
+    *k = (uint32_t)r->ncst;
+    r->cst[r->ncst++] = c;
+    return 1;
+}
+
+/* The active tape, if it can take another op. */
+static inline ad_tape *active(void)
+{
+    ad_tape *t = tape_active;
+    return (t && !t->err) ? t : NULL;
+}
+
+static inline int arg(ad_tape *t, ad_var v, uint32_t *i, const char *what)
+{
+    if (__builtin_expect(v.rec == t->rec->id && v.idx < t->rec->n, 1)) {
+        *i = v.idx;
+        return 1;
+    }
+    fail(t, AD_EINVAL, what,
+         v.rec == 0 ? "argument is an invalid var (made without an active tape, or by a failed op)"
+                    : "argument is a var of another tape or of an earlier recording");
+    return 0;
+}
+
+static int finite_arg(ad_tape *t, double c, tape_op op)
+{
+    if (isfinite(c))
+        return 1;
+    fail(t, AD_EINVAL, tape_op_name(op), "constant argument is not finite");
+    return 0;
+}
+
+/* ---- recording -------------------------------------------------------- */
+
+ad_status ad_record_begin(ad_tape *t)
+{
+    if (!t)
+        return AD_EINVAL;
+    if (tape_active && tape_active != t)
+        return tape_set_error(t, AD_ESTATE, "ad_record_begin: another tape is being recorded on this thread");
+    tape_rec *r = t->rec;
+    if (atomic_load(&r->refs) > 1) {
+        /* Other handles replay this recording: leave it to them. */
+        tape_rec *nr = tape_rec_new();
+        if (!nr)
+            return tape_set_error(t, AD_ENOMEM, "ad_record_begin: out of memory");
+        tape_rec_release(r);
+        t->rec = r = nr;
+    }
+    r->n = r->ncst = r->next = r->nmat = r->ncmp = r->nin = 0;
+    r->out = 0;
+    r->has_out = 0;
+    r->complete = 0;
+    r->max_scratch = 0;
+    r->id = tape_next_id();
+    t->err = AD_OK;
+    t->dom = AD_OK;
+    t->msg[0] = '\0';
+    t->val_ok = t->adj_ok = 0;
+    t->fn = NULL;
+    t->fn_ctx = NULL;
+    t->recording = 1;
+    tape_active = t;
+    return AD_OK;
+}
+
+ad_var ad_input(double x)
+{
+    ad_tape *t = active();
+    if (!t || !finite_arg(t, x, OP_INPUT))
+        return BAD;
+    tape_rec *r = t->rec;
+    if (!tape_grow((void **)&r->in, &r->capin, r->nin + 1, sizeof(uint32_t))) {
+        fail(t, AD_ENOMEM, "input", "out of memory");
+        return BAD;
+    }
+    ad_var v = push(t, OP_INPUT, (uint32_t)r->nin, 0, x);
+    if (v.rec)
+        r->in[r->nin++] = v.idx;
+    return v;
+}
+
+void ad_output(ad_var y)
+{
+    ad_tape *t = active();
+    uint32_t i;
+    if (!t || !arg(t, y, &i, "ad_output"))
+        return;
+    t->rec->out = i;
+    t->rec->has_out = 1;
+}
+
+ad_status ad_record_end(ad_tape *t)
+{
+    if (!t)
+        return AD_EINVAL;
+    if (tape_active != t || !t->recording)
+        return tape_set_error(t, AD_ESTATE, "ad_record_end: this tape is not being recorded on this thread");
+    tape_active = NULL;
+    t->recording = 0;
+    tape_rec *r = t->rec;
+    if (!t->err && !r->has_out)
+        fail(t, AD_ESTATE, "ad_record_end", "no output: call ad_output before ending the recording");
+    if (!t->err && !tape_buf(&t->scr, &t->capscr, r->max_scratch + 1))
+        fail(t, AD_ENOMEM, "ad_record_end", "out of memory");
+    if (!t->err && !tape_buf(&t->xc, &t->capxc, r->nin + 1))
+        fail(t, AD_ENOMEM, "ad_record_end", "out of memory");
+    if (t->err) {
+        r->complete = 0;
+        return t->err;
+    }
+    r->complete = 1;
+    for (size_t j = 0; j < r->nin; j++)
+        t->xc[j] = t->val[r->in[j]];
+    /* The recording point is the cached point, unless a value there was not
+     * finite: then the first driver call at it recomputes and reports. */
+    t->val_ok = !t->dom;
+    t->adj_ok = 0;
+    return t->dom;
+}
+
+double ad_value(ad_var a)
+{
+    ad_tape *t = tape_active;
+    if (!t || a.rec != t->rec->id || a.idx >= t->rec->n)
+        return NAN;
+    return t->val[a.idx];
+}
+
+ad_status ad_record(ad_tape *t, ad_fn f, size_t n, const double *x, void *ctx)
+{
+    if (!t || !f || !x || n == 0)
+        return t ? tape_set_error(t, AD_EINVAL, "ad_record: NULL tape, function or x, or n = 0") : AD_EINVAL;
+    if (n > UINT32_MAX)
+        return tape_set_error(t, AD_ELIMIT, "ad_record: n exceeds 2^32");
+    ad_var *xs = malloc(n * sizeof *xs);
+    if (!xs)
+        return tape_set_error(t, AD_ENOMEM, "ad_record: out of memory");
+    ad_status s = ad_record_begin(t);
+    if (s) {
+        free(xs);
+        return s;
+    }
+    t->fn = f;
+    t->fn_ctx = ctx;
+    for (size_t i = 0; i < n; i++)
+        xs[i] = ad_input(x[i]);
+    ad_var y = f(xs, n, ctx);
+    ad_output(y);
+    free(xs);
+    if (tape_active != t) {
+        /* f ended our recording or started another one. */
+        t->recording = 0;
+        t->rec->complete = 0;
+        return tape_set_error(t, AD_ESTATE, "ad_record: the function changed the active tape");
+    }
+    return ad_record_end(t);
+}
+
+/* Records t's function again at x (a comparison flipped during a replay).
+ * The caller's own recording, if any, is set aside meanwhile. */
+ad_status tape_rerecord(ad_tape *t, const double *x)
+{
+    ad_tape *saved = tape_active;
+    size_t n = t->rec->nin;
+    tape_active = NULL;
+    ad_status s = ad_record(t, t->fn, n, x, t->fn_ctx);
+    tape_active = saved;
+    if (s == AD_OK && t->rec->nin != n) {
+        t->rec->complete = 0;
+        s = tape_set_error(t, AD_ESTATE, "re-recording gave %zu inputs instead of %zu", t->rec->nin, n);
+    }
+    return s;
+}
+
+/* ---- ops -------------------------------------------------------------- */
+
+ad_var ad_const(double c)
+{
+    ad_tape *t = active();
+    uint32_t k;
+    if (!t || !finite_arg(t, c, OP_CONST) || !push_const(t, c, &k, OP_CONST))
+        return BAD;
+    return push(t, OP_CONST, k, 0, c);
+}
+
+/* Unary ops without a constant: generated from the op table. */
+#define GEN_NOC(N, n)                                                   \
+    ad_var ad_##n(ad_var x)                                             \
+    {                                                                   \
+        ad_tape *t = active();                                          \
+        uint32_t i;                                                     \
+        if (!t || !arg(t, x, &i, #n))                                   \
+            return BAD;                                                 \
+        return push(t, OP_##N, i, 0, dual_##n##_f(t->val[i], 0.0));     \
+    }
+#define GEN_CST(N, n)
+#define GEN_INT(N, n)
+#define X_GEN1(N, n, k, c) GEN_##k(N, n)
+TAPE_UNARY_OPS(X_GEN1)
+
+#define X_GEN2(N, n, c)                                                 \
+    ad_var ad_##n(ad_var x, ad_var y)                                   \
+    {                                                                   \
+        ad_tape *t = active();                                          \
+        uint32_t i, j;                                                  \
+        if (!t || !arg(t, x, &i, #n) || !arg(t, y, &j, #n))             \
+            return BAD;                                                 \
+        return push(t, OP_##N, i, j, dual_##n##_f(t->val[i], t->val[j])); \
+    }
+TAPE_BINARY_OPS(X_GEN2)
+
+/* Unary ops with a constant in the pool. */
+#define GEN_CST_OP(N, n)                                                \
+    static ad_var rec_##n(ad_var x, double c)                           \
+    {                                                                   \
+        ad_tape *t = active();                                          \
+        uint32_t i, k;                                                  \
+        if (!t || !arg(t, x, &i, #n) || !finite_arg(t, c, OP_##N)       \
+            || !push_const(t, c, &k, OP_##N))                           \
+            return BAD;                                                 \
+        return push(t, OP_##N, i, k, dual_##n##_f(t->val[i], c));       \
+    }
+GEN_CST_OP(ADDC, addc)
+GEN_CST_OP(MULC, mulc)
+GEN_CST_OP(POWC, powc)
+GEN_CST_OP(CSUB, csub)
+GEN_CST_OP(CDIV, cdiv)
+
+ad_var ad_addc(ad_var a, double c) { return rec_addc(a, c); }
+ad_var ad_mulc(ad_var a, double c) { return rec_mulc(a, c); }
+ad_var ad_powc(ad_var a, double c) { return rec_powc(a, c); }
+ad_var ad_csub(double c, ad_var a) { return rec_csub(a, c); }
+ad_var ad_cdiv(double c, ad_var a) { return rec_cdiv(a, c); }
+
+ad_var ad_powi(ad_var a, int n)
+{
+    ad_tape *t = active();
+    uint32_t i;
+    if (!t || !arg(t, a, &i, "powi"))
+        return BAD;
+    return push(t, OP_POWI, i, (uint32_t)(int32_t)n, dual_powi(t->val[i], n));
+}
+
+/* ---- vector nodes ----------------------------------------------------- */
+
+static int ext_reserve(ad_tape *t, size_t more, tape_op op, size_t *off)
+{
+    tape_rec *r = t->rec;
+    if (more > UINT32_MAX || r->next + more > UINT32_MAX) {
+        fail(t, AD_ELIMIT, tape_op_name(op), "argument lists exceed 2^32 entries");
+        return 0;
+    }
+    if (!tape_grow((void **)&r->ext, &r->capext, r->next + more, sizeof(uint32_t))) {
+        fail(t, AD_ENOMEM, tape_op_name(op), "out of memory");
+        return 0;
+    }
+    *off = r->next;
+    return 1;
+}
+
+/* Copies the n nodes of x into ext at off; 0 on a bad var. */
+static int put_args(ad_tape *t, size_t off, size_t n, const ad_var *x, tape_op op)
+{
+    uint32_t *e = t->rec->ext + off;
+    const char *what = tape_op_name(op);
+    for (size_t k = 0; k < n; k++)
+        if (!arg(t, x[k], &e[k], what))
+            return 0;
+    return 1;
+}
+
+static int vec_check(ad_tape *t, size_t n, const void *x, const void *y, tape_op op)
+{
+    if (n > 0 && (!x || !y)) {
+        fail(t, AD_EINVAL, tape_op_name(op), "NULL array");
+        return 0;
+    }
+    if (n > UINT32_MAX) {
+        fail(t, AD_ELIMIT, tape_op_name(op), "length exceeds 2^32");
+        return 0;
+    }
+    return 1;
+}
+
+ad_var ad_sum(size_t n, const ad_var *x)
+{
+    ad_tape *t = active();
+    size_t off;
+    if (!t || !vec_check(t, n, x, x, OP_SUM))
+        return BAD;
+    if (n == 0)
+        return ad_const(0.0);
+    if (!ext_reserve(t, n, OP_SUM, &off) || !put_args(t, off, n, x, OP_SUM))
+        return BAD;
+    const uint32_t *e = t->rec->ext + off;
+    double s = 0.0;
+    for (size_t k = 0; k < n; k++)
+        s += t->val[e[k]];
+    t->rec->next = off + n;
+    return push(t, OP_SUM, (uint32_t)off, (uint32_t)n, s);
+}
+
+ad_var ad_dot(size_t n, const ad_var *x, const double *c)
+{
+    ad_tape *t = active();
+    size_t off;
+    uint32_t k0 = 0;
+    if (!t || !vec_check(t, n, x, c, OP_DOT))
+        return BAD;
+    if (n == 0)
+        return ad_const(0.0);
+    for (size_t k = 0; k < n; k++)
+        if (!finite_arg(t, c[k], OP_DOT))
+            return BAD;
+    tape_rec *r = t->rec;
+    if (r->ncst + n > UINT32_MAX) {
+        fail(t, AD_ELIMIT, "dot", "constant pool exceeds 2^32 entries");
+        return BAD;
+    }
+    if (!tape_grow((void **)&r->cst, &r->capcst, r->ncst + n, sizeof(double))) {
+        fail(t, AD_ENOMEM, "dot", "out of memory");
+        return BAD;
+    }
+    if (!ext_reserve(t, n + 1, OP_DOT, &off) || !put_args(t, off + 1, n, x, OP_DOT))
+        return BAD;
+    k0 = (uint32_t)r->ncst;
+    memcpy(r->cst + k0, c, n * sizeof *c);
+    r->ncst += n;
+    r->ext[off] = k0;
+    const uint32_t *e = r->ext + off + 1;
+    double s = 0.0;
+    for (size_t k = 0; k < n; k++)
+        s += c[k] * t->val[e[k]];
+    r->next = off + n + 1;
+    return push(t, OP_DOT, (uint32_t)off, (uint32_t)n, s);
+}
+
+ad_var ad_dotv(size_t n, const ad_var *x, const ad_var *y)
+{
+    ad_tape *t = active();
+    size_t off;
+    if (!t || !vec_check(t, n, x, y, OP_DOTV))
+        return BAD;
+    if (n > UINT32_MAX / 2) {
+        fail(t, AD_ELIMIT, "dotv", "length exceeds 2^31");
+        return BAD;
+    }
+    if (n == 0)
+        return ad_const(0.0);
+    if (!ext_reserve(t, 2 * n, OP_DOTV, &off) || !put_args(t, off, n, x, OP_DOTV)
+        || !put_args(t, off + n, n, y, OP_DOTV))
+        return BAD;
+    const uint32_t *e = t->rec->ext + off;
+    double s = 0.0;
+    for (size_t k = 0; k < n; k++)
+        s += t->val[e[k]] * t->val[e[n + k]];
+    t->rec->next = off + 2 * n;
+    return push(t, OP_DOTV, (uint32_t)off, (uint32_t)n, s);
+}
+
+/* A matrix node: the header node, then m output nodes. */
+static void rec_matrix(size_t m, size_t n, const double *A, const ad_csr *S,
+                       const ad_var *x, ad_var *y, tape_op op)
+{
+    ad_tape *t = active();
+    if (y)
+        for (size_t i = 0; i < m; i++)
+            y[i] = BAD;
+    if (!t)
+        return;
+    if (!y || !x || (!A && !S) || m == 0 || n == 0) {
+        fail(t, AD_EINVAL, tape_op_name(op), "NULL array or zero dimension");
+        return;
+    }
+    if (m > UINT32_MAX || n > UINT32_MAX) {
+        fail(t, AD_ELIMIT, tape_op_name(op), "dimension exceeds 2^32");
+        return;
+    }
+    if (S) {
+        if (!S->rowptr || !S->colind || !S->val || S->rowptr[0] != 0) {
+            fail(t, AD_EINVAL, "spmv", "NULL CSR array or rowptr[0] != 0");
+            return;
+        }
+        for (size_t i = 0; i < m; i++)
+            if (S->rowptr[i + 1] < S->rowptr[i]) {
+                fail(t, AD_EINVAL, "spmv", "rowptr is not monotone");
+                return;
+            }
+        for (size_t k = 0; k < S->rowptr[m]; k++)
+            if (S->colind[k] >= n) {
+                fail(t, AD_EINVAL, "spmv", "a column index is >= n");
+                return;
+            }
+    }
+    tape_rec *r = t->rec;
+    size_t off;
+    if (!ext_reserve(t, n, op, &off) || !put_args(t, off, n, x, op))
+        return;
+    if (!tape_grow((void **)&r->mat, &r->capmat, r->nmat + 1, sizeof(tape_mat))) {
+        fail(t, AD_ENOMEM, tape_op_name(op), "out of memory");
+        return;
+    }
+    size_t need_nodes = r->n + m + 1;
+    if ((need_nodes > r->cap || need_nodes > t->capval || need_nodes > t->max_ops)
+        && !grow_nodes(t, need_nodes, op))
+        return;
+    r->next = off + n;
+    tape_mat *d = &r->mat[r->nmat];
+    memset(d, 0, sizeof *d);
+    d->A = A;
+    if (S)
+        d->csr = *S;
+    d->m = (uint32_t)m;
+    d->n = (uint32_t)n;
+    d->xoff = off;
+    d->x0 = r->ext[off];
+    d->contiguous = 1;
+    for (size_t k = 1; k < n; k++)
+        if (r->ext[off + k] != d->x0 + k) {
+            d->contiguous = 0;
+            break;
+        }
+    size_t need = S ? n + m : n;   /* gather x; spmv also stages y */
+    if (need * TAPE_LANES > r->max_scratch)
+        r->max_scratch = need * TAPE_LANES;
+    if (!tape_buf(&t->scr, &t->capscr, r->max_scratch)) {
+        fail(t, AD_ENOMEM, tape_op_name(op), "out of memory");
+        return;
+    }
+    size_t h = r->n;
+    ad_var hv = push(t, op, (uint32_t)r->nmat, 0, 0.0);
+    if (!hv.rec)
+        return;
+    r->nmat++;
+    for (size_t i = 0; i < m; i++) {
+        ad_var v = push(t, OP_VOUT, (uint32_t)h, (uint32_t)i, 0.0);
+        y[i] = v;
+    }
+    sweep_value_only(r, t->val, NULL, t->scr, h, h + 1);
+    for (size_t i = 0; i < m; i++)
+        if (!isfinite(t->val[h + 1 + i]))
+            domain(t, op, h + 1 + i, t->val[h + 1 + i]);
+}
+
+void ad_matvec(size_t m, size_t n, const double *A, const ad_var *x, ad_var *y)
+{
+    rec_matrix(m, n, A, NULL, x, y, OP_MATVEC);
+}
+
+void ad_spmv(size_t m, size_t n, const ad_csr *A, const ad_var *x, ad_var *y)
+{
+    if (!A) {
+        rec_matrix(m, n, NULL, NULL, x, y, OP_SPMV);
+        return;
+    }
+    rec_matrix(m, n, NULL, A, x, y, OP_SPMV);
+}
+
+/* ---- recorded comparisons --------------------------------------------- */
+
+static int rec_cmp(ad_var a, ad_var b, int le)
+{
+    ad_tape *t = active();
+    uint32_t i, j;
+    if (!t || !arg(t, a, &i, "comparison") || !arg(t, b, &j, "comparison"))
+        return 0;
+    double va = t->val[i], vb = t->val[j];
+    int res = le ? va <= vb : va < vb;
+    tape_rec *r = t->rec;
+    if (!tape_grow((void **)&r->cmp, &r->capcmp, r->ncmp + 1, sizeof(tape_cmp))) {
+        fail(t, AD_ENOMEM, "comparison", "out of memory");
+        return res;
+    }
+    /* Store what held: a<b, or else b<=a; a<=b, or else b<a. */
+    tape_cmp c;
+    if (res)
+        c = (tape_cmp){i, j, (uint8_t)(le ? CMP_LE : CMP_LT)};
+    else
+        c = (tape_cmp){j, i, (uint8_t)(le ? CMP_LT : CMP_LE)};
+    r->cmp[r->ncmp++] = c;
+    return res;
+}
+
+int ad_lt(ad_var a, ad_var b) { return rec_cmp(a, b, 0); }
+int ad_le(ad_var a, ad_var b) { return rec_cmp(a, b, 1); }
+int ad_gt(ad_var a, ad_var b) { return rec_cmp(b, a, 0); }
+int ad_ge(ad_var a, ad_var b) { return rec_cmp(b, a, 1); }

@@ -1,0 +1,641 @@
+/*
+ * The sweeps: tight loops over the op array with a switch on the op code,
+ * reading structure-of-arrays storage.  No allocation, no function pointer
+ * per op.  Each sweep is written once as an always-inline template with
+ * compile-time flags and instantiated for the combinations the drivers use,
+ * so a value-only sweep carries no derivative code and a gradient sweep no
+ * second-order code (the rules' unused partials are dead code: libm is
+ * built with -fno-math-errno, so its calls are pure).
+ *
+ * Cases come from the op table (TAPE_UNARY_OPS / TAPE_BINARY_OPS) and the
+ * rules of src/dual; the vector nodes are written out by hand.  There is no
+ * default label: -Wswitch makes every sweep handle every op.
+ *
+ * For y = φ(a, b) (DESIGN.md, "The sweeps"):
+ *   value:        y = φ(a, b)
+ *   tangent:      ẏ = φa ȧ + φb ḃ
+ *   reverse:      ā += ȳ φa,  b̄ += ȳ φb
+ *   dual-adjoint: ā̇ += ẏ̄ φa + ȳ (φaa ȧ + φab ḃ),  likewise for b
+ *   hyper-dual:   the ε1ε2 part follows hdual_chain2 (src/dual/dual.h)
+ */
+#include <cblas.h>
+#include <math.h>
+#include <string.h>
+
+#include "dual/dual.h"
+#include "tape/tape_internal.h"
+
+#define INLINE static inline __attribute__((always_inline))
+#define L TAPE_LANES
+
+/* The argument nodes of matrix node d: a pointer into `base` when they are
+ * contiguous, else gathered into scr (stride `lanes`). */
+INLINE const double *mat_args(const tape_rec *r, const tape_mat *d, const double *base,
+                              double *scr, size_t lanes)
+{
+    if (d->contiguous)
+        return base + (size_t)d->x0 * lanes;
+    const uint32_t *e = r->ext + d->xoff;
+    for (size_t k = 0; k < d->n; k++)
+        for (size_t l = 0; l < lanes; l++)
+            scr[k * lanes + l] = base[(size_t)e[k] * lanes + l];
+    return scr;
+}
+
+/* y[0..m) = A x (lanes = 1) or Y (m×lanes) = A X (n×lanes). */
+INLINE void mat_apply(const tape_mat *d, const double *x, double *y, size_t lanes)
+{
+    const int m = (int)d->m, n = (int)d->n, ls = (int)lanes;
+    if (d->A) {
+        if (lanes == 1)
+            cblas_dgemv(CblasRowMajor, CblasNoTrans, m, n, 1.0, d->A, n, x, 1, 0.0, y, 1);
+        else
+            cblas_dgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, ls, n, 1.0, d->A, n,
+                        x, ls, 0.0, y, ls);
+        return;
+    }
+    const size_t *rp = d->csr.rowptr;
+    const uint32_t *ci = d->csr.colind;
+    const double *av = d->csr.val;
+    for (size_t row = 0; row < d->m; row++) {
+        double *yr = y + row * lanes;
+        for (size_t l = 0; l < lanes; l++)
+            yr[l] = 0.0;
+        for (size_t k = rp[row]; k < rp[row + 1]; k++)
+            for (size_t l = 0; l < lanes; l++)
+                yr[l] += av[k] * x[(size_t)ci[k] * lanes + l];
+    }
+}
+
+/* xbar (adjoints of the argument nodes, stride lanes) += Aᵀ ybar. */
+INLINE void mat_apply_t(const tape_rec *r, const tape_mat *d, const double *ybar, double *xbar,
+                        double *scr, size_t lanes)
+{
+    const int m = (int)d->m, n = (int)d->n, ls = (int)lanes;
+    double *t = d->contiguous ? xbar + (size_t)d->x0 * lanes : scr;
+    double beta = d->contiguous ? 1.0 : 0.0;
+    if (d->A) {
+        if (lanes == 1)
+            cblas_dgemv(CblasRowMajor, CblasTrans, m, n, 1.0, d->A, n, ybar, 1, beta, t, 1);
+        else
+            cblas_dgemm(CblasRowMajor, CblasTrans, CblasNoTrans, n, ls, m, 1.0, d->A, n,
+                        ybar, ls, beta, t, ls);
+    } else {
+        if (!d->contiguous)
+            memset(t, 0, (size_t)d->n * lanes * sizeof *t);
+        const size_t *rp = d->csr.rowptr;
+        const uint32_t *ci = d->csr.colind;
+        const double *av = d->csr.val;
+        for (size_t row = 0; row < d->m; row++) {
+            const double *yr = ybar + row * lanes;
+            for (size_t k = rp[row]; k < rp[row + 1]; k++)
+                for (size_t l = 0; l < lanes; l++)
+                    t[(size_t)ci[k] * lanes + l] += av[k] * yr[l];
+        }
+    }
+    if (!d->contiguous) {
+        const uint32_t *e = r->ext + d->xoff;
+        for (size_t k = 0; k < d->n; k++)
+            for (size_t l = 0; l < lanes; l++)
+                xbar[(size_t)e[k] * lanes + l] += scr[k * lanes + l];
+    }
+}
+
+/* ---- forward: values (DV) and/or tangents (DD) over nodes [from, to) --- */
+
+INLINE void fwd(const tape_rec *restrict r, double *restrict val, double *restrict dot,
+                const double *restrict x, const double *restrict v, double *restrict scr,
+                size_t from, size_t to, const int DV, const int DD)
+{
+    const uint8_t *op = r->op;
+    const uint32_t *A = r->a, *B = r->b;
+    for (size_t i = from; i < to; i++) {
+        const uint32_t a = A[i], b = B[i];
+        switch ((tape_op)op[i]) {
+        case OP_INPUT:
+            if (DV) val[i] = x[a];
+            if (DD) dot[i] = v[a];
+            break;
+        case OP_CONST:
+            if (DV) val[i] = r->cst[a];
+            if (DD) dot[i] = 0.0;
+            break;
+#define FWD_U(N, n, K, C)                                               \
+        case OP_##N: {                                                  \
+            double xa = val[a], c = TAPE_ARG_##K(r, i), y;              \
+            if (DV) val[i] = y = dual_##n##_f(xa, c); else y = val[i];  \
+            if (DD) {                                                   \
+                double d1, d2;                                          \
+                dual_##n##_d(xa, y, c, &d1, &d2);                       \
+                dot[i] = dual_chain1(d1, dot[a]);                       \
+            }                                                           \
+            break;                                                      \
+        }
+        TAPE_UNARY_OPS(FWD_U)
+#define FWD_B(N, n, C)                                                  \
+        case OP_##N: {                                                  \
+            double va = val[a], vb = val[b], y;                         \
+            if (DV) val[i] = y = dual_##n##_f(va, vb); else y = val[i]; \
+            if (DD) {                                                   \
+                dual_rule2 q;                                           \
+                dual_##n##_d(va, vb, y, &q);                            \
+                dot[i] = dual_chain2(&q, dot[a], dot[b]);               \
+            }                                                           \
+            break;                                                      \
+        }
+        TAPE_BINARY_OPS(FWD_B)
+        case OP_SUM: {
+            const uint32_t *e = r->ext + a;
+            double s = 0.0, sd = 0.0;
+            for (uint32_t k = 0; k < b; k++) {
+                if (DV) s += val[e[k]];
+                if (DD) sd += dot[e[k]];
+            }
+            if (DV) val[i] = s;
+            if (DD) dot[i] = sd;
+            break;
+        }
+        case OP_DOT: {
+            const double *c = r->cst + r->ext[a];
+            const uint32_t *e = r->ext + a + 1;
+            double s = 0.0, sd = 0.0;
+            for (uint32_t k = 0; k < b; k++) {
+                if (DV) s += c[k] * val[e[k]];
+                if (DD) sd += c[k] * dot[e[k]];
+            }
+            if (DV) val[i] = s;
+            if (DD) dot[i] = sd;
+            break;
+        }
+        case OP_DOTV: {
+            const uint32_t *ex = r->ext + a, *ey = ex + b;
+            double s = 0.0, sd = 0.0;
+            for (uint32_t k = 0; k < b; k++) {
+                if (DV) s += val[ex[k]] * val[ey[k]];
+                if (DD) sd += dot[ex[k]] * val[ey[k]] + val[ex[k]] * dot[ey[k]];
+            }
+            if (DV) val[i] = s;
+            if (DD) dot[i] = sd;
+            break;
+        }
+        case OP_MATVEC:
+        case OP_SPMV: {
+            const tape_mat *d = &r->mat[a];
+            if (DV) mat_apply(d, mat_args(r, d, val, scr, 1), val + i + 1, 1);
+            if (DD) mat_apply(d, mat_args(r, d, dot, scr, 1), dot + i + 1, 1);
+            break;
+        }
+        case OP_VOUT:
+            break;
+        case OP_COUNT:
+            break;
+        }
+    }
+}
+
+void sweep_forward(const tape_rec *r, double *val, double *dot, const double *x,
+                   const double *v, double *scr, size_t from, size_t to)
+{
+    fwd(r, val, dot, x, v, scr, from, to, 1, 1);
+}
+
+void sweep_value_only(const tape_rec *r, double *val, const double *x, double *scr,
+                      size_t from, size_t to)
+{
+    fwd(r, val, NULL, x, NULL, scr, from, to, 1, 0);
+}
+
+void sweep_tangent(const tape_rec *r, const double *val, double *dot, const double *v,
+                   double *scr)
+{
+    fwd(r, (double *)val, dot, NULL, v, scr, 0, (size_t)r->out + 1, 0, 1);
+}
+
+/* ---- reverse: adjoints (WA) and/or adjoint tangents (WD) --------------- */
+
+INLINE void rev(const tape_rec *restrict r, const double *restrict val,
+                const double *restrict dot, double *restrict adj, double *restrict adot,
+                double *restrict scr, const int WA, const int WD)
+{
+    const uint8_t *op = r->op;
+    const uint32_t *A = r->a, *B = r->b;
+    for (size_t i = (size_t)r->out + 1; i-- > 0;) {
+        const uint32_t a = A[i], b = B[i];
+        switch ((tape_op)op[i]) {
+        case OP_INPUT:
+        case OP_CONST:
+        case OP_VOUT:
+        case OP_COUNT:
+            break;
+#define REV_U(N, n, K, C)                                               \
+        case OP_##N: {                                                  \
+            double d1, d2, yb = adj[i];                                 \
+            dual_##n##_d(val[a], val[i], TAPE_ARG_##K(r, i), &d1, &d2); \
+            if (WA) adj[a] += yb * d1;                                  \
+            if (WD) adot[a] += C ? dual_adjdot1(d1, d2, yb, adot[i], dot[a]) \
+                                 : adot[i] * d1;                        \
+            break;                                                      \
+        }
+        TAPE_UNARY_OPS(REV_U)
+#define REV_B(N, n, C)                                                  \
+        case OP_##N: {                                                  \
+            dual_rule2 q;                                               \
+            double yb = adj[i];                                         \
+            dual_##n##_d(val[a], val[b], val[i], &q);                   \
+            if (WA) {                                                   \
+                adj[a] += yb * q.fa;                                    \
+                adj[b] += yb * q.fb;                                    \
+            }                                                           \
+            if (WD) {                                                   \
+                double ybd = adot[i];                                   \
+                if (C) {                                                \
+                    double da = dot[a], db = dot[b];                    \
+                    adot[a] += ybd * q.fa + yb * (q.faa * da + q.fab * db); \
+                    adot[b] += ybd * q.fb + yb * (q.fab * da + q.fbb * db); \
+                } else {                                                \
+                    adot[a] += ybd * q.fa;                              \
+                    adot[b] += ybd * q.fb;                              \
+                }                                                       \
+            }                                                           \
+            break;                                                      \
+        }
+        TAPE_BINARY_OPS(REV_B)
+        case OP_SUM: {
+            const uint32_t *e = r->ext + a;
+            double yb = WA ? adj[i] : 0.0, ybd = WD ? adot[i] : 0.0;
+            for (uint32_t k = 0; k < b; k++) {
+                if (WA) adj[e[k]] += yb;
+                if (WD) adot[e[k]] += ybd;
+            }
+            break;
+        }
+        case OP_DOT: {
+            const double *c = r->cst + r->ext[a];
+            const uint32_t *e = r->ext + a + 1;
+            double yb = WA ? adj[i] : 0.0, ybd = WD ? adot[i] : 0.0;
+            for (uint32_t k = 0; k < b; k++) {
+                if (WA) adj[e[k]] += yb * c[k];
+                if (WD) adot[e[k]] += ybd * c[k];
+            }
+            break;
+        }
+        case OP_DOTV: {
+            const uint32_t *ex = r->ext + a, *ey = ex + b;
+            double yb = adj[i], ybd = WD ? adot[i] : 0.0;
+            for (uint32_t k = 0; k < b; k++) {
+                uint32_t p = ex[k], q = ey[k];
+                if (WA) {
+                    adj[p] += yb * val[q];
+                    adj[q] += yb * val[p];
+                }
+                if (WD) {
+                    adot[p] += ybd * val[q] + yb * dot[q];
+                    adot[q] += ybd * val[p] + yb * dot[p];
+                }
+            }
+            break;
+        }
+        case OP_MATVEC:
+        case OP_SPMV: {
+            const tape_mat *d = &r->mat[a];
+            if (WA) mat_apply_t(r, d, adj + i + 1, adj, scr, 1);
+            if (WD) mat_apply_t(r, d, adot + i + 1, adot, scr, 1);
+            break;
+        }
+        }
+    }
+}
+
+void sweep_reverse(const tape_rec *r, const double *val, double *adj, double *scr)
+{
+    size_t n = (size_t)r->out + 1;
+    memset(adj, 0, n * sizeof *adj);
+    adj[r->out] = 1.0;
+    rev(r, val, NULL, adj, NULL, scr, 1, 0);
+}
+
+void sweep_reverse_hvp(const tape_rec *r, const double *val, const double *dot,
+                       double *adj, double *adot, int with_adj, double *scr)
+{
+    size_t n = (size_t)r->out + 1;
+    memset(adot, 0, n * sizeof *adot);
+    if (with_adj) {
+        memset(adj, 0, n * sizeof *adj);
+        adj[r->out] = 1.0;
+        rev(r, val, dot, adj, adot, scr, 1, 1);
+    } else {
+        rev(r, val, dot, adj, adot, scr, 0, 1);
+    }
+}
+
+/* ---- vector mode: L tangent lanes per node ---------------------------- */
+
+void sweep_tangent_lanes(const tape_rec *restrict r, const double *restrict val,
+                         double *restrict dotk, const double *restrict V, size_t k,
+                         size_t n, double *restrict scr)
+{
+    const uint8_t *op = r->op;
+    const uint32_t *A = r->a, *B = r->b;
+    const size_t to = (size_t)r->out + 1;
+    for (size_t i = 0; i < to; i++) {
+        const uint32_t a = A[i], b = B[i];
+        double *y = dotk + i * L;
+        switch ((tape_op)op[i]) {
+        case OP_INPUT:
+            for (size_t l = 0; l < L; l++)
+                y[l] = l < k ? V[l * n + a] : 0.0;
+            break;
+        case OP_CONST:
+            for (size_t l = 0; l < L; l++)
+                y[l] = 0.0;
+            break;
+#define TL_U(N, n, K, C)                                                \
+        case OP_##N: {                                                  \
+            double d1, d2;                                              \
+            dual_##n##_d(val[a], val[i], TAPE_ARG_##K(r, i), &d1, &d2); \
+            const double *da = dotk + (size_t)a * L;                    \
+            for (size_t l = 0; l < L; l++)                              \
+                y[l] = d1 * da[l];                                      \
+            break;                                                      \
+        }
+        TAPE_UNARY_OPS(TL_U)
+#define TL_B(N, n, C)                                                   \
+        case OP_##N: {                                                  \
+            dual_rule2 q;                                               \
+            dual_##n##_d(val[a], val[b], val[i], &q);                   \
+            const double *da = dotk + (size_t)a * L, *db = dotk + (size_t)b * L; \
+            for (size_t l = 0; l < L; l++)                              \
+                y[l] = q.fa * da[l] + q.fb * db[l];                     \
+            break;                                                      \
+        }
+        TAPE_BINARY_OPS(TL_B)
+        case OP_SUM: {
+            const uint32_t *e = r->ext + a;
+            double s[L] = {0};
+            for (uint32_t j = 0; j < b; j++)
+                for (size_t l = 0; l < L; l++)
+                    s[l] += dotk[(size_t)e[j] * L + l];
+            memcpy(y, s, sizeof s);
+            break;
+        }
+        case OP_DOT: {
+            const double *c = r->cst + r->ext[a];
+            const uint32_t *e = r->ext + a + 1;
+            double s[L] = {0};
+            for (uint32_t j = 0; j < b; j++)
+                for (size_t l = 0; l < L; l++)
+                    s[l] += c[j] * dotk[(size_t)e[j] * L + l];
+            memcpy(y, s, sizeof s);
+            break;
+        }
+        case OP_DOTV: {
+            const uint32_t *ex = r->ext + a, *ey = ex + b;
+            double s[L] = {0};
+            for (uint32_t j = 0; j < b; j++) {
+                const double *dx = dotk + (size_t)ex[j] * L, *dy = dotk + (size_t)ey[j] * L;
+                double vx = val[ex[j]], vy = val[ey[j]];
+                for (size_t l = 0; l < L; l++)
+                    s[l] += dx[l] * vy + vx * dy[l];
+            }
+            memcpy(y, s, sizeof s);
+            break;
+        }
+        case OP_MATVEC:
+        case OP_SPMV: {
+            const tape_mat *d = &r->mat[a];
+            mat_apply(d, mat_args(r, d, dotk, scr, L), dotk + (i + 1) * L, L);
+            break;
+        }
+        case OP_VOUT:
+        case OP_COUNT:
+            break;
+        }
+    }
+}
+
+void sweep_reverse_lanes(const tape_rec *restrict r, const double *restrict val,
+                         const double *restrict dotk, const double *restrict adj,
+                         double *restrict adotk, double *restrict scr)
+{
+    const uint8_t *op = r->op;
+    const uint32_t *A = r->a, *B = r->b;
+    const size_t to = (size_t)r->out + 1;
+    memset(adotk, 0, to * L * sizeof *adotk);
+    for (size_t i = to; i-- > 0;) {
+        const uint32_t a = A[i], b = B[i];
+        const double *ybd = adotk + i * L;
+        switch ((tape_op)op[i]) {
+        case OP_INPUT:
+        case OP_CONST:
+        case OP_VOUT:
+        case OP_COUNT:
+            break;
+#define RL_U(N, n, K, C)                                                \
+        case OP_##N: {                                                  \
+            double d1, d2, yb = adj[i];                                 \
+            dual_##n##_d(val[a], val[i], TAPE_ARG_##K(r, i), &d1, &d2); \
+            double *xa = adotk + (size_t)a * L;                         \
+            const double *da = dotk + (size_t)a * L;                    \
+            double s = yb * d2;                                         \
+            for (size_t l = 0; l < L; l++)                              \
+                xa[l] += C ? ybd[l] * d1 + s * da[l] : ybd[l] * d1;     \
+            break;                                                      \
+        }
+        TAPE_UNARY_OPS(RL_U)
+#define RL_B(N, n, C)                                                   \
+        case OP_##N: {                                                  \
+            dual_rule2 q;                                               \
+            double yb = adj[i];                                         \
+            dual_##n##_d(val[a], val[b], val[i], &q);                   \
+            double *xa = adotk + (size_t)a * L, *xb = adotk + (size_t)b * L; \
+            const double *da = dotk + (size_t)a * L, *db = dotk + (size_t)b * L; \
+            double saa = yb * q.faa, sab = yb * q.fab, sbb = yb * q.fbb; \
+            double ta[L], tb[L];                                        \
+            for (size_t l = 0; l < L; l++) {                            \
+                ta[l] = C ? ybd[l] * q.fa + saa * da[l] + sab * db[l] : ybd[l] * q.fa; \
+                tb[l] = C ? ybd[l] * q.fb + sab * da[l] + sbb * db[l] : ybd[l] * q.fb; \
+            }                                                           \
+            for (size_t l = 0; l < L; l++)                              \
+                xa[l] += ta[l];                                         \
+            for (size_t l = 0; l < L; l++)                              \
+                xb[l] += tb[l];                                         \
+            break;                                                      \
+        }
+        TAPE_BINARY_OPS(RL_B)
+        case OP_SUM: {
+            const uint32_t *e = r->ext + a;
+            for (uint32_t j = 0; j < b; j++)
+                for (size_t l = 0; l < L; l++)
+                    adotk[(size_t)e[j] * L + l] += ybd[l];
+            break;
+        }
+        case OP_DOT: {
+            const double *c = r->cst + r->ext[a];
+            const uint32_t *e = r->ext + a + 1;
+            for (uint32_t j = 0; j < b; j++)
+                for (size_t l = 0; l < L; l++)
+                    adotk[(size_t)e[j] * L + l] += c[j] * ybd[l];
+            break;
+        }
+        case OP_DOTV: {
+            const uint32_t *ex = r->ext + a, *ey = ex + b;
+            double yb = adj[i];
+            for (uint32_t j = 0; j < b; j++) {
+                size_t p = ex[j], q = ey[j];
+                double vp = val[p], vq = val[q];
+                for (size_t l = 0; l < L; l++) {
+                    double tp = ybd[l] * vq + yb * dotk[q * L + l];
+                    double tq = ybd[l] * vp + yb * dotk[p * L + l];
+                    adotk[p * L + l] += tp;
+                    adotk[q * L + l] += tq;
+                }
+            }
+            break;
+        }
+        case OP_MATVEC:
+        case OP_SPMV:
+            mat_apply_t(r, &r->mat[a], adotk + (i + 1) * L, adotk, scr, L);
+            break;
+        }
+    }
+}
+
+/* ---- hyper-dual forward: e1 (direction v), e2 (w), e12 (vᵀ∇²y w) ------ */
+
+void sweep_hyper(const tape_rec *restrict r, const double *restrict val, double *restrict e1,
+                 double *restrict e2, double *restrict e12, const double *restrict v,
+                 const double *restrict w, double *restrict scr)
+{
+    const uint8_t *op = r->op;
+    const uint32_t *A = r->a, *B = r->b;
+    const size_t to = (size_t)r->out + 1;
+    for (size_t i = 0; i < to; i++) {
+        const uint32_t a = A[i], b = B[i];
+        switch ((tape_op)op[i]) {
+        case OP_INPUT:
+            e1[i] = v[a];
+            e2[i] = w[a];
+            e12[i] = 0.0;
+            break;
+        case OP_CONST:
+            e1[i] = e2[i] = e12[i] = 0.0;
+            break;
+#define HY_U(N, n, K, C)                                                \
+        case OP_##N: {                                                  \
+            double d1, d2;                                              \
+            dual_##n##_d(val[a], val[i], TAPE_ARG_##K(r, i), &d1, &d2); \
+            hdual ha = {val[a], e1[a], e2[a], e12[a]}, hy;              \
+            hdual_chain1(d1, d2, &ha, &hy);                             \
+            e1[i] = hy.e1; e2[i] = hy.e2; e12[i] = hy.e12;              \
+            break;                                                      \
+        }
+        TAPE_UNARY_OPS(HY_U)
+#define HY_B(N, n, C)                                                   \
+        case OP_##N: {                                                  \
+            dual_rule2 q;                                               \
+            dual_##n##_d(val[a], val[b], val[i], &q);                   \
+            hdual ha = {val[a], e1[a], e2[a], e12[a]};                  \
+            hdual hb = {val[b], e1[b], e2[b], e12[b]}, hy;              \
+            hdual_chain2(&q, &ha, &hb, &hy);                            \
+            e1[i] = hy.e1; e2[i] = hy.e2; e12[i] = hy.e12;              \
+            break;                                                      \
+        }
+        TAPE_BINARY_OPS(HY_B)
+        case OP_SUM: {
+            const uint32_t *e = r->ext + a;
+            double s1 = 0.0, s2 = 0.0, s12 = 0.0;
+            for (uint32_t k = 0; k < b; k++) {
+                s1 += e1[e[k]]; s2 += e2[e[k]]; s12 += e12[e[k]];
+            }
+            e1[i] = s1; e2[i] = s2; e12[i] = s12;
+            break;
+        }
+        case OP_DOT: {
+            const double *c = r->cst + r->ext[a];
+            const uint32_t *e = r->ext + a + 1;
+            double s1 = 0.0, s2 = 0.0, s12 = 0.0;
+            for (uint32_t k = 0; k < b; k++) {
+                s1 += c[k] * e1[e[k]]; s2 += c[k] * e2[e[k]]; s12 += c[k] * e12[e[k]];
+            }
+            e1[i] = s1; e2[i] = s2; e12[i] = s12;
+            break;
+        }
+        case OP_DOTV: {
+            const uint32_t *ex = r->ext + a, *ey = ex + b;
+            double s1 = 0.0, s2 = 0.0, s12 = 0.0;
+            for (uint32_t k = 0; k < b; k++) {
+                uint32_t p = ex[k], q = ey[k];
+                s1 += e1[p] * val[q] + val[p] * e1[q];
+                s2 += e2[p] * val[q] + val[p] * e2[q];
+                s12 += e12[p] * val[q] + val[p] * e12[q] + e1[p] * e2[q] + e2[p] * e1[q];
+            }
+            e1[i] = s1; e2[i] = s2; e12[i] = s12;
+            break;
+        }
+        case OP_MATVEC:
+        case OP_SPMV: {
+            const tape_mat *d = &r->mat[a];
+            mat_apply(d, mat_args(r, d, e1, scr, 1), e1 + i + 1, 1);
+            mat_apply(d, mat_args(r, d, e2, scr, 1), e2 + i + 1, 1);
+            mat_apply(d, mat_args(r, d, e12, scr, 1), e12 + i + 1, 1);
+            break;
+        }
+        case OP_VOUT:
+        case OP_COUNT:
+            break;
+        }
+    }
+}
+
+/* ---- diagnostics (error paths only) ----------------------------------- */
+
+/* The first node whose value (derivs = 0) or whose partials (derivs = 1)
+ * are not finite, or −1. */
+long sweep_first_bad(const tape_rec *r, const double *val, int derivs)
+{
+    for (size_t i = 0; i <= (size_t)r->out && i < r->n; i++) {
+        const uint32_t a = r->a[i], b = r->b[i];
+        if (!isfinite(val[i]))
+            return (long)i;
+        if (!derivs)
+            continue;
+        int ok = 1;
+        switch ((tape_op)r->op[i]) {
+#define BAD_U(N, n, K, C)                                               \
+        case OP_##N: {                                                  \
+            double d1, d2;                                              \
+            dual_##n##_d(val[a], val[i], TAPE_ARG_##K(r, i), &d1, &d2); \
+            ok = isfinite(d1) && isfinite(d2);                          \
+            break;                                                      \
+        }
+        TAPE_UNARY_OPS(BAD_U)
+#define BAD_B(N, n, C)                                                  \
+        case OP_##N: {                                                  \
+            dual_rule2 q;                                               \
+            dual_##n##_d(val[a], val[b], val[i], &q);                   \
+            ok = isfinite(q.fa) && isfinite(q.fb) && isfinite(q.faa)    \
+                 && isfinite(q.fab) && isfinite(q.fbb);                 \
+            break;                                                      \
+        }
+        TAPE_BINARY_OPS(BAD_B)
+        case OP_INPUT: case OP_CONST: case OP_SUM: case OP_DOT: case OP_DOTV:
+        case OP_MATVEC: case OP_SPMV: case OP_VOUT: case OP_COUNT:
+            break;
+        }
+        if (!ok)
+            return (long)i;
+    }
+    return -1;
+}
+
+int sweep_cmp_flipped(const tape_rec *r, const double *val)
+{
+    for (size_t k = 0; k < r->ncmp; k++) {
+        const tape_cmp *c = &r->cmp[k];
+        double va = val[c->a], vb = val[c->b];
+        int holds = c->kind == CMP_LT ? va < vb : va <= vb;
+        if (!holds)
+            return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,176 @@
+/*
+ * The tape: storage, recording and the sweeps' shared definitions.
+ *
+ * Layout (structure of arrays, grown geometrically): node i has an op code
+ * op[i] (1 byte), two 32-bit arguments a[i], b[i], and, per handle, a value
+ * val[i].  What a and b mean depends on the op's kind:
+ *   INPUT      a = input number
+ *   CONST      a = index of the value in the constant pool cst
+ *   unary      a = argument node; b = pool index of the constant (CST ops)
+ *              or the exponent (POWI)
+ *   binary     a, b = argument nodes
+ *   SUM/DOT/DOTV  a = offset in ext of the argument list, b = its length
+ *              (DOT: ext[a] is the pool offset of the coefficients, the
+ *              node list follows; DOTV: the x list then the y list)
+ *   MATVEC/SPMV   a = index of the matrix descriptor; the m outputs are
+ *              the m nodes that follow, with op VOUT (no-ops in sweeps)
+ * Comparisons are not nodes: they sit in a side list checked after each
+ * value sweep.
+ *
+ * A recording (tape_rec) is immutable once ended and may be shared by
+ * several handles (ad_tape), each with its own sweep buffers.
+ */
+#ifndef HYPERAD_TAPE_INTERNAL_H
+#define HYPERAD_TAPE_INTERNAL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "hyperad.h"
+
+/* The one table of ops.  Unary ops: X(NAME, name, ARG, CURV) where ARG says
+ * where the rule's constant comes from (NOC: none, CST: the pool, INT: b
+ * itself) and CURV is 0 when the op's second derivative is identically zero
+ * (then the reverse HVP sweep need not read the argument's tangent: fewer
+ * bytes).  Binary ops: X(NAME, name, CURV).  The rules are dual_<name>_f /
+ * dual_<name>_d in src/dual/rules.h.  Sweeps switch on the op with no
+ * default label, so -Wswitch flags any sweep that forgets an op. */
+#define TAPE_UNARY_OPS(X)                                                  \
+    X(NEG, neg, NOC, 0) X(SQR, sqr, NOC, 1) X(SQRT, sqrt, NOC, 1)          \
+    X(CBRT, cbrt, NOC, 1) X(EXP, exp, NOC, 1) X(EXPM1, expm1, NOC, 1)      \
+    X(LOG, log, NOC, 1) X(LOG1P, log1p, NOC, 1) X(SIN, sin, NOC, 1)        \
+    X(COS, cos, NOC, 1) X(TAN, tan, NOC, 1) X(ASIN, asin, NOC, 1)          \
+    X(ACOS, acos, NOC, 1) X(ATAN, atan, NOC, 1) X(SINH, sinh, NOC, 1)      \
+    X(COSH, cosh, NOC, 1) X(TANH, tanh, NOC, 1) X(ERF, erf, NOC, 1)        \
+    X(ABS, abs, NOC, 0) X(SIGMOID, sigmoid, NOC, 1)                        \
+    X(SOFTPLUS, softplus, NOC, 1) X(ADDC, addc, CST, 0)                    \
+    X(MULC, mulc, CST, 0) X(POWC, powc, CST, 1) X(CSUB, csub, CST, 0)      \
+    X(CDIV, cdiv, CST, 1) X(POWI, powi, INT, 1)
+
+#define TAPE_BINARY_OPS(X)                                                 \
+    X(ADD, add, 0) X(SUB, sub, 0) X(MUL, mul, 1) X(DIV, div, 1)            \
+    X(POW, pow, 1) X(ATAN2, atan2, 1) X(HYPOT, hypot, 1) X(FMAX, fmax, 0)  \
+    X(FMIN, fmin, 0)
+
+typedef enum tape_op {
+    OP_INPUT,
+    OP_CONST,
+#define X_ENUM1(N, n, k, c) OP_##N,
+#define X_ENUM2(N, n, c) OP_##N,
+    TAPE_UNARY_OPS(X_ENUM1)
+    TAPE_BINARY_OPS(X_ENUM2)
+#undef X_ENUM1
+#undef X_ENUM2
+    OP_SUM,
+    OP_DOT,
+    OP_DOTV,
+    OP_MATVEC,
+    OP_SPMV,
+    OP_VOUT,
+    OP_COUNT
+} tape_op;
+
+/* The constant a unary rule receives. */
+#define TAPE_ARG_NOC(r, i) 0.0
+#define TAPE_ARG_CST(r, i) ((r)->cst[(r)->b[i]])
+#define TAPE_ARG_INT(r, i) ((double)(int32_t)(r)->b[i])
+
+/* A dense (A != NULL) or CSR matrix node: y[0..m) = A x[0..n). */
+typedef struct tape_mat {
+    const double *A;
+    ad_csr csr;
+    uint32_t m, n;
+    size_t xoff;      /* ext offset of the n argument nodes */
+    uint32_t x0;      /* first argument node when contiguous */
+    int contiguous;   /* argument nodes are x0, x0+1, …, x0+n−1 */
+} tape_mat;
+
+typedef enum tape_cmp_kind { CMP_LT, CMP_LE } tape_cmp_kind;
+
+/* A recorded comparison, normalized so it held at recording: val[a] < val[b]
+ * (LT) or val[a] <= val[b] (LE). */
+typedef struct tape_cmp {
+    uint32_t a, b;
+    uint8_t kind;
+} tape_cmp;
+
+typedef struct tape_rec {
+    atomic_int refs;
+    uint32_t id;            /* unique per recording: checked against vars */
+    size_t n, cap;          /* nodes */
+    uint8_t *op;
+    uint32_t *a, *b;
+    double *cst;   size_t ncst, capcst;
+    uint32_t *ext; size_t next, capext;
+    tape_mat *mat; size_t nmat, capmat;
+    tape_cmp *cmp; size_t ncmp, capcmp;
+    uint32_t *in;  size_t nin, capin;   /* node of each input */
+    uint32_t out;
+    int has_out;
+    int complete;           /* ended without a structural error */
+    size_t max_scratch;     /* doubles of gather space a matrix node needs */
+} tape_rec;
+
+/* Lanes of the vector-mode sweeps: directions carried per pass. */
+#define TAPE_LANES 8
+
+struct ad_tape {
+    tape_rec *rec;
+    size_t max_ops;
+    int recording;
+    ad_status err;          /* sticky structural error of this recording */
+    ad_status dom;          /* first domain error met while recording     */
+    char msg[256];
+
+    ad_fn fn;               /* set by ad_record: re-record on a branch flip */
+    void *fn_ctx;
+
+    /* Sweep buffers, grown to the recording's size and then reused. */
+    double *val;  size_t capval;
+    double *adj;  size_t capadj;
+    double *dot;  size_t capdot;
+    double *adot; size_t capadot;   /* adjoint tangents (reverse of the HVP) */
+    double *e12;  size_t cape12;    /* hyper-dual ε₁ε₂ parts                  */
+    double *dotk; size_t capdotk;   /* TAPE_LANES tangents per node           */
+    double *adotk; size_t capadotk;
+    double *scr;  size_t capscr;    /* gather/scatter space of matrix nodes  */
+    double *xc;   size_t capxc;     /* the cached point                       */
+    int val_ok;                     /* val holds the values at xc             */
+    int adj_ok;                     /* adj holds the adjoints at xc           */
+};
+
+/* tape.c */
+int tape_grow(void **p, size_t *cap, size_t need, size_t elem);
+int tape_buf(double **p, size_t *cap, size_t need);
+ad_status tape_set_error(ad_tape *t, ad_status s, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+tape_rec *tape_rec_new(void);
+void tape_rec_release(tape_rec *r);
+const char *tape_op_name(tape_op op);
+uint32_t tape_next_id(void);
+
+/* record.c */
+extern _Thread_local ad_tape *tape_active;
+ad_status tape_rerecord(ad_tape *t, const double *x);
+
+/* sweep.c: the sweeps.  Buffers must be sized by the caller (drivers.c). */
+void sweep_forward(const tape_rec *r, double *val, double *dot, const double *x,
+                   const double *v, double *scr, size_t from, size_t to);
+void sweep_value_only(const tape_rec *r, double *val, const double *x, double *scr,
+                      size_t from, size_t to);
+void sweep_tangent(const tape_rec *r, const double *val, double *dot, const double *v,
+                   double *scr);
+void sweep_reverse(const tape_rec *r, const double *val, double *adj, double *scr);
+void sweep_reverse_hvp(const tape_rec *r, const double *val, const double *dot,
+                       double *adj, double *adot, int with_adj, double *scr);
+void sweep_tangent_lanes(const tape_rec *r, const double *val, double *dotk,
+                         const double *V, size_t k, size_t n, double *scr);
+void sweep_reverse_lanes(const tape_rec *r, const double *val, const double *dotk,
+                         const double *adj, double *adotk, double *scr);
+void sweep_hyper(const tape_rec *r, const double *val, double *e1, double *e2,
+                 double *e12, const double *v, const double *w, double *scr);
+long sweep_first_bad(const tape_rec *r, const double *val, int derivs);
+int sweep_cmp_flipped(const tape_rec *r, const double *val);
+
+#endif
