@@ -126,6 +126,32 @@ AD_API size_t ad_tape_memory(const ad_tape *t);
  * with the sticky error AD_ELIMIT.  Errors: AD_EINVAL (NULL or 0). */
 AD_API ad_status ad_tape_set_max_ops(ad_tape *t, size_t max_ops);
 
+/* Switches the tape optimizer for the next recordings of t (default on,
+ * or off when the environment variable HYPERAD_OPTIMIZE is "0" when the tape
+ * is made).  The optimizer runs once per recording, before its first sweep:
+ * it removes dead nodes, turns mul(a, a) into sqr(a) and mul by a constant
+ * node into mulc, and collapses each tree of single-use linear ops (add,
+ * sub, neg, addc, mulc, csub, sum, dot) into one sum or dot node.  Exact
+ * for derivatives; values may differ from the raw tape in the last bit where
+ * a sum is reassociated.  Errors: AD_EINVAL (NULL). */
+AD_API ad_status ad_tape_set_optimize(ad_tape *t, int on);
+
+/* Switches preaccumulated statements for repeated HVPs at one x (default
+ * on, or off when the environment variable HYPERAD_PREACC is "0" when the
+ * tape is made).  From the second ad_hvp at the same x on, each tree of
+ * single-use scalar ops (at most 4 leaves) is swept as one entry holding its
+ * local gradient and Hessian, so an HVP there costs time independent of the
+ * ops inside a statement.  Extra memory per handle: about 4 bytes per node
+ * plus 8·(k + k(k+1)/2) bytes per statement of k leaves.  Same results up to
+ * rounding.  Errors: AD_EINVAL (NULL). */
+AD_API ad_status ad_tape_set_preaccumulate(ad_tape *t, int on);
+
+/* Runs the optimizer now (it otherwise runs at the first driver call), so
+ * that ad_tape_nops and ad_tape_bytes_per_op describe the optimized tape.
+ * Cost: O(nodes), once per recording.  Errors: AD_EINVAL, AD_ESTATE (no
+ * complete recording), the recording's sticky error. */
+AD_API ad_status ad_tape_optimize(ad_tape *t);
+
 /* The detail of the last error met on this tape (recording or driver), e.g.
  * "log: argument -1 outside the domain at node 17"; "" when none.  The string
  * is owned by the tape and valid until the next call on it. */

@@ -37,7 +37,7 @@ static ad_status check(ad_tape *t, const double *x, const char *fn)
         return tape_set_error(t, AD_EINVAL, "%s: x is NULL", fn);
     if (!all_finite(x, t->rec->nin))
         return tape_set_error(t, AD_EINVAL, "%s: x has a NaN or infinite entry", fn);
-    return AD_OK;
+    return tape_ready(t);
 }
 
 static ad_status buffers(ad_tape *t, int need_adj, int need_dot)
@@ -88,6 +88,10 @@ static ad_status settle(ad_tape *t, const double *x, int *rerecorded)
         *rerecorded = 1;
         if (s == AD_EDOMAIN)
             return domain_error(t, 0, "f");
+        if ((s = tape_ready(t)))
+            return s;
+        if (t->rec->optimized && !t->val_ok)
+            sweep_value_only(t->rec, t->val, x, t->scr, 0, t->rec->end);
         s = buffers(t, 1, 1);
         if (s)
             return s;
@@ -95,6 +99,8 @@ static ad_status settle(ad_tape *t, const double *x, int *rerecorded)
     memcpy(t->xc, x, t->rec->nin * sizeof *x);
     t->val_ok = 1;
     t->adj_ok = 0;
+    t->epoch++;
+    t->same_x_hvps = 0;
     if (!isfinite(t->val[t->rec->out]))
         return domain_error(t, 0, "f");
     return AD_OK;
@@ -106,7 +112,7 @@ static ad_status values(ad_tape *t, const double *x)
     if (at_cache(t, x))
         return AD_OK;
     t->val_ok = t->adj_ok = 0;
-    sweep_value_only(t->rec, t->val, x, t->scr, 0, (size_t)t->rec->out + 1);
+    sweep_value_only(t->rec, t->val, x, t->scr, 0, t->rec->end);
     int re;
     return settle(t, x, &re);
 }
@@ -174,13 +180,21 @@ ad_status ad_hvp(ad_tape *t, const double *x, const double *v, double *hv)
     if (at_cache(t, x)) {
         if ((s = adjoints(t)))
             return s;
-        sweep_tangent(r, t->val, t->dot, v, t->scr);
-        sweep_reverse_hvp(r, t->val, t->dot, t->adj, t->adot, 0, t->scr);
+        /* From the second HVP at one x on (as inside CG), sweep statements
+         * with preaccumulated local derivatives; the plain sweeps otherwise,
+         * or when the statements cannot be had (out of memory). */
+        if (t->preacc && t->same_x_hvps++ >= 1 && tape_stmts_ready(t) == AD_OK) {
+            tape_stmts_tangent(t, v);
+            tape_stmts_reverse(t);
+        } else {
+            sweep_tangent(r, t->val, t->dot, v, t->scr);
+            sweep_reverse_hvp(r, t->val, t->dot, t->adj, t->adot, 0, t->scr);
+        }
     } else {
         /* New point: values and tangents in one forward pass, adjoints and
          * their tangents in one reverse pass. */
         t->val_ok = t->adj_ok = 0;
-        sweep_forward(r, t->val, t->dot, x, v, t->scr, 0, (size_t)r->out + 1);
+        sweep_forward(r, t->val, t->dot, x, v, t->scr, 0, r->end);
         int re;
         if ((s = settle(t, x, &re)))
             return s;
@@ -214,19 +228,16 @@ static ad_status batch(ad_tape *t, const double *x, size_t k, const double *V, d
                        const char *fn)
 {
     ad_status s;
+    if ((s = buffers(t, 1, 0)) || (s = values(t, x)) || (s = adjoints(t)))
+        return s;
+    /* Sized after the value sweep: it may have re-recorded a larger tape. */
     const tape_rec *r = t->rec;
     size_t n = r->nin, nodes = r->n + 1;
     if (nodes > SIZE_MAX / TAPE_LANES)
         return tape_set_error(t, AD_ELIMIT, "%s: lane buffers would overflow size_t", fn);
-    if ((s = buffers(t, 1, 0)))
-        return s;
     if (!tape_buf(&t->dotk, &t->capdotk, nodes * TAPE_LANES)
         || !tape_buf(&t->adotk, &t->capadotk, nodes * TAPE_LANES))
         return tape_set_error(t, AD_ENOMEM, "%s: out of memory for lane buffers", fn);
-    if ((s = values(t, x)) || (s = adjoints(t)))
-        return s;
-    r = t->rec;
-    n = r->nin;
     for (size_t l0 = 0; l0 < k; l0 += TAPE_LANES) {
         size_t kk = k - l0 < TAPE_LANES ? k - l0 : TAPE_LANES;
         lanes_block(t, V + l0 * n, kk, HV + l0 * n);
@@ -263,12 +274,12 @@ ad_status ad_hess_form(ad_tape *t, const double *x, const double *v, const doubl
     size_t n = t->rec->nin;
     if (!all_finite(v, n) || !all_finite(w, n))
         return tape_set_error(t, AD_EINVAL, "ad_hess_form: v or w has a NaN or infinite entry");
-    if ((s = buffers(t, 0, 1)))
+    if ((s = buffers(t, 0, 1)) || (s = values(t, x)))
         return s;
+    /* Sized after the value sweep: it may have re-recorded a larger tape
+     * (settle() resizes the per-node buffers, not this one). */
     if (!tape_buf(&t->e12, &t->cape12, t->rec->n + 1))
         return tape_set_error(t, AD_ENOMEM, "ad_hess_form: out of memory");
-    if ((s = values(t, x)))
-        return s;
     const tape_rec *r = t->rec;
     /* dot and adot serve as the ε1 and ε2 parts: scratch between calls. */
     sweep_hyper(r, t->val, t->dot, t->adot, t->e12, v, w, t->scr);

@@ -138,6 +138,7 @@ ad_status ad_record_begin(ad_tape *t)
     r->out = 0;
     r->has_out = 0;
     r->complete = 0;
+    r->optimized = 0;
     r->max_scratch = 0;
     r->id = tape_next_id();
     t->err = AD_OK;
@@ -197,12 +198,15 @@ ad_status ad_record_end(ad_tape *t)
         return t->err;
     }
     r->complete = 1;
+    tape_rec_finish(r);
     for (size_t j = 0; j < r->nin; j++)
         t->xc[j] = t->val[r->in[j]];
     /* The recording point is the cached point, unless a value there was not
      * finite: then the first driver call at it recomputes and reports. */
     t->val_ok = !t->dom;
     t->adj_ok = 0;
+    t->epoch++;
+    t->same_x_hvps = 0;
     return t->dom;
 }
 

@@ -208,18 +208,18 @@ void sweep_value_only(const tape_rec *r, double *val, const double *x, double *s
 void sweep_tangent(const tape_rec *r, const double *val, double *dot, const double *v,
                    double *scr)
 {
-    fwd(r, (double *)val, dot, NULL, v, scr, 0, (size_t)r->out + 1, 0, 1);
+    fwd(r, (double *)val, dot, NULL, v, scr, 0, r->end, 0, 1);
 }
 
 /* ---- reverse: adjoints (WA) and/or adjoint tangents (WD) --------------- */
 
 INLINE void rev(const tape_rec *restrict r, const double *restrict val,
                 const double *restrict dot, double *restrict adj, double *restrict adot,
-                double *restrict scr, const int WA, const int WD)
+                double *restrict scr, size_t lo, size_t hi, const int WA, const int WD)
 {
     const uint8_t *op = r->op;
     const uint32_t *A = r->a, *B = r->b;
-    for (size_t i = (size_t)r->out + 1; i-- > 0;) {
+    for (size_t i = hi; i-- > lo;) {
         const uint32_t a = A[i], b = B[i];
         switch ((tape_op)op[i]) {
         case OP_INPUT:
@@ -308,24 +308,60 @@ INLINE void rev(const tape_rec *restrict r, const double *restrict val,
 
 void sweep_reverse(const tape_rec *r, const double *val, double *adj, double *scr)
 {
-    size_t n = (size_t)r->out + 1;
-    memset(adj, 0, n * sizeof *adj);
+    memset(adj, 0, r->end * sizeof *adj);
     adj[r->out] = 1.0;
-    rev(r, val, NULL, adj, NULL, scr, 1, 0);
+    rev(r, val, NULL, adj, NULL, scr, 0, (size_t)r->out + 1, 1, 0);
 }
 
 void sweep_reverse_hvp(const tape_rec *r, const double *val, const double *dot,
                        double *adj, double *adot, int with_adj, double *scr)
 {
-    size_t n = (size_t)r->out + 1;
-    memset(adot, 0, n * sizeof *adot);
+    memset(adot, 0, r->end * sizeof *adot);
     if (with_adj) {
-        memset(adj, 0, n * sizeof *adj);
+        memset(adj, 0, r->end * sizeof *adj);
         adj[r->out] = 1.0;
-        rev(r, val, dot, adj, adot, scr, 1, 1);
+        rev(r, val, dot, adj, adot, scr, 0, (size_t)r->out + 1, 1, 1);
     } else {
-        rev(r, val, dot, adj, adot, scr, 0, 1);
+        rev(r, val, dot, adj, adot, scr, 0, (size_t)r->out + 1, 0, 1);
     }
+}
+
+/* One node of the tangent sweep, and one of the reverse sweep of adjoint
+ * tangents at cached adjoints: the statement sweeps (stmt.c) use them for
+ * the nodes they do not preaccumulate (vector nodes). */
+void sweep_node_tangent(const tape_rec *r, const double *val, double *dot, const double *v,
+                        double *scr, size_t i)
+{
+    fwd(r, (double *)val, dot, NULL, v, scr, i, i + 1, 0, 1);
+}
+
+void sweep_node_reverse_hvp(const tape_rec *r, const double *val, const double *dot,
+                            double *adj, double *adot, double *scr, size_t i)
+{
+    rev(r, val, dot, adj, adot, scr, i, i + 1, 0, 1);
+}
+
+/* Partials of scalar op i at val: kind 1 (unary: d[0] = f', d[1] = f''),
+ * 2 (binary: *q), 0 (not a scalar op). */
+int sweep_partials(const tape_rec *r, const double *val, size_t i, double d[2], dual_rule2 *q)
+{
+    const uint32_t a = r->a[i], b = r->b[i];
+    switch ((tape_op)r->op[i]) {
+#define PT_U(N, n, K, C)                                                \
+    case OP_##N:                                                        \
+        dual_##n##_d(val[a], val[i], TAPE_ARG_##K(r, i), &d[0], &d[1]); \
+        return 1;
+    TAPE_UNARY_OPS(PT_U)
+#define PT_B(N, n, C)                                                   \
+    case OP_##N:                                                        \
+        dual_##n##_d(val[a], val[b], val[i], q);                        \
+        return 2;
+    TAPE_BINARY_OPS(PT_B)
+    case OP_INPUT: case OP_CONST: case OP_SUM: case OP_DOT: case OP_DOTV:
+    case OP_MATVEC: case OP_SPMV: case OP_VOUT: case OP_COUNT:
+        break;
+    }
+    return 0;
 }
 
 /* ---- vector mode: L tangent lanes per node ---------------------------- */
@@ -336,7 +372,7 @@ void sweep_tangent_lanes(const tape_rec *restrict r, const double *restrict val,
 {
     const uint8_t *op = r->op;
     const uint32_t *A = r->a, *B = r->b;
-    const size_t to = (size_t)r->out + 1;
+    const size_t to = r->end;
     for (size_t i = 0; i < to; i++) {
         const uint32_t a = A[i], b = B[i];
         double *y = dotk + i * L;
@@ -419,7 +455,7 @@ void sweep_reverse_lanes(const tape_rec *restrict r, const double *restrict val,
 {
     const uint8_t *op = r->op;
     const uint32_t *A = r->a, *B = r->b;
-    const size_t to = (size_t)r->out + 1;
+    const size_t to = r->end;
     memset(adotk, 0, to * L * sizeof *adotk);
     for (size_t i = to; i-- > 0;) {
         const uint32_t a = A[i], b = B[i];
@@ -508,7 +544,7 @@ void sweep_hyper(const tape_rec *restrict r, const double *restrict val, double 
 {
     const uint8_t *op = r->op;
     const uint32_t *A = r->a, *B = r->b;
-    const size_t to = (size_t)r->out + 1;
+    const size_t to = r->end;
     for (size_t i = 0; i < to; i++) {
         const uint32_t a = A[i], b = B[i];
         switch ((tape_op)op[i]) {
@@ -593,35 +629,18 @@ void sweep_hyper(const tape_rec *restrict r, const double *restrict val, double 
  * are not finite, or −1. */
 long sweep_first_bad(const tape_rec *r, const double *val, int derivs)
 {
-    for (size_t i = 0; i <= (size_t)r->out && i < r->n; i++) {
-        const uint32_t a = r->a[i], b = r->b[i];
+    for (size_t i = 0; i < r->end; i++) {
         if (!isfinite(val[i]))
             return (long)i;
         if (!derivs)
             continue;
-        int ok = 1;
-        switch ((tape_op)r->op[i]) {
-#define BAD_U(N, n, K, C)                                               \
-        case OP_##N: {                                                  \
-            double d1, d2;                                              \
-            dual_##n##_d(val[a], val[i], TAPE_ARG_##K(r, i), &d1, &d2); \
-            ok = isfinite(d1) && isfinite(d2);                          \
-            break;                                                      \
-        }
-        TAPE_UNARY_OPS(BAD_U)
-#define BAD_B(N, n, C)                                                  \
-        case OP_##N: {                                                  \
-            dual_rule2 q;                                               \
-            dual_##n##_d(val[a], val[b], val[i], &q);                   \
-            ok = isfinite(q.fa) && isfinite(q.fb) && isfinite(q.faa)    \
-                 && isfinite(q.fab) && isfinite(q.fbb);                 \
-            break;                                                      \
-        }
-        TAPE_BINARY_OPS(BAD_B)
-        case OP_INPUT: case OP_CONST: case OP_SUM: case OP_DOT: case OP_DOTV:
-        case OP_MATVEC: case OP_SPMV: case OP_VOUT: case OP_COUNT:
-            break;
-        }
+        double d[2] = {0.0, 0.0};
+        dual_rule2 q = {0.0, 0.0, 0.0, 0.0, 0.0};
+        int kind = sweep_partials(r, val, i, d, &q);
+        int ok = kind == 1 ? isfinite(d[0]) && isfinite(d[1])
+               : kind == 2 ? isfinite(q.fa) && isfinite(q.fb) && isfinite(q.faa)
+                             && isfinite(q.fab) && isfinite(q.fbb)
+                           : 1;
         if (!ok)
             return (long)i;
     }

@@ -88,6 +88,16 @@ void tape_rec_release(tape_rec *r)
         rec_free(r);
 }
 
+/* Sets the sweep range once a recording is complete. */
+void tape_rec_finish(tape_rec *r)
+{
+    size_t end = (size_t)r->out + 1;
+    for (size_t j = 0; j < r->nin; j++)
+        if ((size_t)r->in[j] + 1 > end)
+            end = (size_t)r->in[j] + 1;
+    r->end = end;
+}
+
 const char *tape_op_name(tape_op op)
 {
     switch (op) {
@@ -121,7 +131,58 @@ ad_tape *ad_tape_new(void)
         return NULL;
     }
     t->max_ops = (size_t)UINT32_MAX - 1;
+    const char *e = getenv("HYPERAD_OPTIMIZE");
+    t->optimize = !(e && e[0] == '0');
+    e = getenv("HYPERAD_PREACC");
+    t->preacc = !(e && e[0] == '0');
     return t;
+}
+
+/* Optimizes t's recording if it is due: once per recording, before its first
+ * sweep.  Shared recordings were optimized before they were shared.  Out of
+ * memory leaves the raw recording in place (slower, still right). */
+ad_status tape_ready(ad_tape *t)
+{
+    tape_rec *r = t->rec;
+    if (r->optimized || !t->optimize || !r->complete)
+        return AD_OK;
+    tape_rec *o = tape_optimize(r);
+    if (!o) {
+        r->optimized = 1;
+        return AD_OK;
+    }
+    o->id = r->id;
+    t->rec = o;
+    tape_rec_release(r);
+    t->val_ok = t->adj_ok = 0;
+    return AD_OK;
+}
+
+ad_status ad_tape_set_optimize(ad_tape *t, int on)
+{
+    if (!t)
+        return AD_EINVAL;
+    t->optimize = on != 0;
+    return AD_OK;
+}
+
+ad_status ad_tape_set_preaccumulate(ad_tape *t, int on)
+{
+    if (!t)
+        return AD_EINVAL;
+    t->preacc = on != 0;
+    return AD_OK;
+}
+
+ad_status ad_tape_optimize(ad_tape *t)
+{
+    if (!t)
+        return AD_EINVAL;
+    if (t->recording || !t->rec->complete)
+        return tape_set_error(t, AD_ESTATE, "ad_tape_optimize: the tape holds no complete recording");
+    if (t->err)
+        return t->err;
+    return tape_ready(t);
 }
 
 void ad_tape_free(ad_tape *t)
@@ -133,19 +194,25 @@ void ad_tape_free(ad_tape *t)
     tape_rec_release(t->rec);
     free(t->val); free(t->adj); free(t->dot); free(t->adot); free(t->e12);
     free(t->dotk); free(t->adotk); free(t->scr); free(t->xc);
+    tape_stmts_free(&t->st);
     free(t);
 }
 
 ad_tape *ad_tape_share(const ad_tape *t)
 {
-    if (!t || t->recording || !t->rec || !t->rec->complete)
+    if (!t || t->recording || !t->rec || !t->rec->complete || t->err)
         return NULL;
+    /* A shared recording is immutable: optimize it first.  t is logically
+     * const (same function, same results). */
+    tape_ready((ad_tape *)t);
     ad_tape *s = calloc(1, sizeof *s);
     if (!s)
         return NULL;
     atomic_fetch_add(&t->rec->refs, 1);
     s->rec = t->rec;
     s->max_ops = t->max_ops;
+    s->optimize = t->optimize;
+    s->preacc = t->preacc;
     s->fn = t->fn;
     s->fn_ctx = t->fn_ctx;
     return s;
@@ -182,6 +249,10 @@ size_t ad_tape_memory(const ad_tape *t)
     if (r)
         s += sizeof *r + r->cap * 9 + r->capcst * 8 + r->capext * 4
            + r->capmat * sizeof(tape_mat) + r->capcmp * sizeof(tape_cmp) + r->capin * 4;
+    const tape_stmts *st = &t->st;
+    if (st->built)
+        s += 5 * st->nent + 4 * (st->nleaf + st->nent + (st->rec ? st->rec->end : 0))
+           + 8 * st->ngh;
     s += 8 * (t->capval + t->capadj + t->capdot + t->capadot + t->cape12
               + t->capdotk + t->capadotk + t->capscr + t->capxc);
     return s;

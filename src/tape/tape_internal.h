@@ -109,11 +109,35 @@ typedef struct tape_rec {
     uint32_t out;
     int has_out;
     int complete;           /* ended without a structural error */
+    int optimized;          /* tape_optimize made it (or it needs none)    */
+    size_t end;             /* sweeps cover nodes [0, end): the output and
+                               every input                                   */
     size_t max_scratch;     /* doubles of gather space a matrix node needs */
 } tape_rec;
 
 /* Lanes of the vector-mode sweeps: directions carried per pass. */
 #define TAPE_LANES 8
+
+/* Preaccumulated statements (stmt.c). */
+#define STMT_K 4                         /* leaves per statement at most    */
+#define STMT_W (STMT_K + STMT_K * STMT_K) /* scratch doubles per inner node  */
+#define STMT_NODE 255                    /* entry k: a plain node           */
+
+typedef struct tape_stmts {
+    const tape_rec *rec;   /* built for this recording (and rec_id)         */
+    uint32_t rec_id;
+    int built, valid;
+    uint64_t epoch;        /* gh holds the values at the point of this epoch */
+    size_t nent, nleaf, ngh;
+    uint32_t *node;        /* entry -> node (a statement's root)             */
+    uint8_t *k;            /* leaves of the statement, or STMT_NODE          */
+    uint32_t *leaf;        /* the statements' leaves, in entry order         */
+    uint32_t *inner_n;     /* nodes inside each entry's statement            */
+    uint32_t *inner;       /* those nodes, grouped by statement, root last   */
+    uint32_t *pos;         /* node -> its place in its statement's list      */
+    double *gh;            /* per statement: g (k), then upper H (k(k+1)/2)  */
+    double *work;          /* preaccumulation scratch                        */
+} tape_stmts;
 
 struct ad_tape {
     tape_rec *rec;
@@ -122,6 +146,8 @@ struct ad_tape {
     ad_status err;          /* sticky structural error of this recording */
     ad_status dom;          /* first domain error met while recording     */
     char msg[256];
+
+    int optimize;           /* run tape_optimize before the first sweep   */
 
     ad_fn fn;               /* set by ad_record: re-record on a branch flip */
     void *fn_ctx;
@@ -137,6 +163,10 @@ struct ad_tape {
     double *scr;  size_t capscr;    /* gather/scatter space of matrix nodes  */
     double *xc;   size_t capxc;     /* the cached point                       */
     int val_ok;                     /* val holds the values at xc             */
+    uint64_t epoch;                 /* counts the points cached so far        */
+    int preacc;                     /* use statements for same-x HVPs         */
+    unsigned same_x_hvps;           /* HVPs at xc since it was cached         */
+    tape_stmts st;
     int adj_ok;                     /* adj holds the adjoints at xc           */
 };
 
@@ -149,6 +179,20 @@ tape_rec *tape_rec_new(void);
 void tape_rec_release(tape_rec *r);
 const char *tape_op_name(tape_op op);
 uint32_t tape_next_id(void);
+
+void tape_rec_finish(tape_rec *r);
+
+/* optimize.c: a new, optimized recording of r (NULL when out of memory).
+ * Rewrites r's ops in place first (equivalent ops: r stays valid). */
+tape_rec *tape_optimize(const tape_rec *r);
+
+ad_status tape_ready(ad_tape *t);
+
+/* stmt.c */
+void tape_stmts_free(tape_stmts *s);
+ad_status tape_stmts_ready(ad_tape *t);
+void tape_stmts_tangent(ad_tape *t, const double *v);
+void tape_stmts_reverse(ad_tape *t);
 
 /* record.c */
 extern _Thread_local ad_tape *tape_active;
@@ -170,6 +214,13 @@ void sweep_reverse_lanes(const tape_rec *r, const double *val, const double *dot
                          const double *adj, double *adotk, double *scr);
 void sweep_hyper(const tape_rec *r, const double *val, double *e1, double *e2,
                  double *e12, const double *v, const double *w, double *scr);
+void sweep_node_tangent(const tape_rec *r, const double *val, double *dot, const double *v,
+                        double *scr, size_t i);
+void sweep_node_reverse_hvp(const tape_rec *r, const double *val, const double *dot,
+                            double *adj, double *adot, double *scr, size_t i);
+struct dual_rule2;
+int sweep_partials(const tape_rec *r, const double *val, size_t i, double d[2],
+                   struct dual_rule2 *q);
 long sweep_first_bad(const tape_rec *r, const double *val, int derivs);
 int sweep_cmp_flipped(const tape_rec *r, const double *val);
 
