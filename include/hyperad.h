@@ -402,7 +402,7 @@ typedef int (*ad_progress_fn)(void *ctx, const ad_opt_progress *p);
 typedef struct ad_lbfgs_params {
     size_t m;                 /* history pairs, default 6                   */
     size_t max_iter;          /* default 1000                               */
-    size_t max_eval;          /* f/g evaluations, default 10·max_iter        */
+    size_t max_eval;          /* f/g evaluations; 0 (default): 10·max_iter  */
     double gtol;              /* ‖g‖∞ <= gtol, default 1e-6                  */
     double ftol;              /* (f_{k-past} − f_k)/max(|f_k|,1) < ftol, default 0 (off) */
     size_t past;              /* window of the f test, default 0 (off)       */
@@ -430,8 +430,8 @@ typedef enum ad_globalization {
 
 typedef struct ad_newton_params {
     size_t max_iter;          /* Newton iterations, default 200              */
-    size_t max_cg;            /* CG iterations per step, default max(n, 10)… capped 250 */
-    size_t max_eval;          /* default 10·max_iter                         */
+    size_t max_cg;            /* CG iterations per step; 0 (default): max(n, 10) capped at 250 */
+    size_t max_eval;          /* f/g evaluations; 0 (default): 10·max_iter  */
     double gtol;              /* ‖g‖∞ <= gtol, default 1e-6                   */
     double gtol_rel;          /* also stop when ‖g‖2 <= gtol_rel·‖g(x0)‖2, default 0 (off) */
     ad_globalization globalization;
@@ -500,12 +500,14 @@ typedef enum ad_logreg_storage {
 /* Reads a data file into d (zeroed first).  Two passes over the file in
  * 4 MiB blocks (no mmap, no whole-file buffer): the first counts rows,
  * entries and the largest index, the second parses numbers straight into
- * arrays of the exact size, so peak memory is the data plus one block.
- * Cost: O(file size); about 0.2 s per 100 MB.  CSV: a first line whose
+ * arrays of the exact size, so peak memory is the data plus one block
+ * (path must be seekable: a regular file, not a pipe).
+ * Cost: O(file size); about 0.2 s per 100 MB (numbers of up to 7+7 digits
+ * are converted 8 bytes at a time, exactly as strtod).  CSV: a first line whose
  * first field is not a number is a header and is skipped.
  * Errors (nothing is kept in d on error; ad_logreg_errmsg() names the file
  * and, for content errors, the line): AD_EIO (cannot open or read),
- * AD_EFORMAT (malformed line, bad number, index 0 or beyond 2^32−2,
+ * AD_EFORMAT (malformed line, bad number, index 0 or above INT_MAX,
  * unsorted or repeated indices, NaN/Inf, non-integer label, no data rows,
  * ragged CSV), AD_ENOMEM, AD_EINVAL (NULL). */
 AD_API ad_status ad_logreg_read(const char *path, ad_logreg_format fmt,
@@ -570,15 +572,19 @@ typedef struct ad_logreg_result {
 } ad_logreg_result;
 
 /* Trains on d into *model (zeroed first; freed again on error).  res may be
- * NULL.  Per binary sub-problem: one tape (ad_record with ad_matvec or
- * ad_spmv over d's borrowed arrays, a softplus per row, one ad_dot of the
- * weighted losses), minimized from w = 0 by ad_newton_cg with gtol_rel set
- * to LIBLINEAR's tolerance.  Memory: the tape (a few nodes per row) plus
- * O(m + n) doubles; d is never copied.  Cost per Newton iteration: one
- * gradient (2 passes over X) plus 2 passes per CG step.
+ * NULL.  Per binary sub-problem: one tape (ad_record with one ad_matvec or
+ * ad_spmv node over d's borrowed arrays, a softplus per row, the positives'
+ * −C_i y_i z_i folded into one linear ad_dot term), minimized from w = 0 by
+ * ad_newton_cg (trust region, CG to ‖r‖ <= 0.1‖g‖ as LIBLINEAR's TRON, the
+ * diagonal preconditioner when prm->precond) with gtol_rel set to
+ * LIBLINEAR's tolerance.  Memory: the tape (about 2 nodes per row, 40 bytes
+ * each with its sweep buffers) plus O(m + n) doubles; d is never copied.
+ * Cost per Newton iteration: a gradient (2 passes over X), 1 pass for the
+ * preconditioner, 2 passes per CG step.
  * Errors: AD_EINVAL (NULL, C <= 0, eps <= 0, m or n = 0, non-finite data,
- * a weight label not in the data, fewer than two classes; see
- * ad_logreg_errmsg), AD_ENOMEM, the status of the tape or of the solver. */
+ * a bad caller-built CSR, a weight label not in the data, fewer than two
+ * classes; see ad_logreg_errmsg), AD_ELIMIT (m or n beyond the tape's
+ * index range), AD_ENOMEM, the status of the tape or of the solver. */
 AD_API ad_status ad_logreg_fit(const ad_logreg_data *d, const ad_logreg_params *prm,
                                ad_logreg_model *model, ad_logreg_result *res);
 
@@ -590,18 +596,20 @@ AD_API ad_status ad_logreg_fit(const ad_logreg_data *d, const ad_logreg_params *
 AD_API ad_status ad_logreg_predict(const ad_logreg_model *model, const ad_logreg_data *d,
                                    double *labels, double *prob);
 
-/* The training objective of model on d under prm's C, weights and
- * one-vs-rest split (summed over sub-problems): compares models from
- * different trainers at equal -c.  model->bias must match prm->bias
- * (both < 0 or equal).  Cost O(nnz·nr_w).  Errors: AD_EINVAL. */
+/* The training objective of model on d under prm's C, weights, scale and
+ * one-vs-rest split (summed over sub-problems), computed directly (no
+ * tape): compares models from different trainers at equal -c.
+ * model->bias must match prm->bias (both < 0 or equal).  Cost O(nnz·nr_w).
+ * Errors: AD_EINVAL, AD_ENOMEM. */
 AD_API ad_status ad_logreg_objective(const ad_logreg_data *d, const ad_logreg_params *prm,
                                      const ad_logreg_model *model, double *f);
 
 /* nfold-fold cross-validation (LIBLINEAR -v): rows are shuffled with a
  * fixed-seed generator (seed), split into nfold folds, each predicted by a
  * model trained on the others; target[i] gets the prediction of row i.
- * nfold > m is lowered to m.  Errors: those of ad_logreg_fit, AD_EINVAL
- * (nfold < 2). */
+ * nfold > m is lowered to m.  Memory: a copy of the training rows of one
+ * fold at a time.  Errors: those of ad_logreg_fit (a fold whose training
+ * rows hold one class only fails), AD_EINVAL (nfold < 2). */
 AD_API ad_status ad_logreg_cross_validation(const ad_logreg_data *d, const ad_logreg_params *prm,
                                             size_t nfold, uint64_t seed, double *target);
 

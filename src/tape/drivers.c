@@ -22,6 +22,11 @@ static int all_finite(const double *x, size_t n)
     return 1;
 }
 
+static int at_cache(const ad_tape *t, const double *x)
+{
+    return t->val_ok && memcmp(x, t->xc, t->rec->nin * sizeof *x) == 0;
+}
+
 /* Checks t and x; the tape must hold a complete recording. */
 static ad_status check(ad_tape *t, const double *x, const char *fn)
 {
@@ -35,7 +40,10 @@ static ad_status check(ad_tape *t, const double *x, const char *fn)
         return tape_set_error(t, AD_ESTATE, "%s: the tape holds no complete recording", fn);
     if (!x)
         return tape_set_error(t, AD_EINVAL, "%s: x is NULL", fn);
-    if (!all_finite(x, t->rec->nin))
+    /* The cached point was finite: one pass over x, not two.  The answer
+     * holds for this call (ready() below only drops the cache). */
+    t->hit = at_cache(t, x);
+    if (!t->hit && !all_finite(x, t->rec->nin))
         return tape_set_error(t, AD_EINVAL, "%s: x has a NaN or infinite entry", fn);
     return tape_ready(t);
 }
@@ -49,11 +57,6 @@ static ad_status buffers(ad_tape *t, int need_adj, int need_dot)
         || (need_dot && (!tape_buf(&t->dot, &t->capdot, n) || !tape_buf(&t->adot, &t->capadot, n))))
         return tape_set_error(t, AD_ENOMEM, "out of memory for sweep buffers");
     return AD_OK;
-}
-
-static int at_cache(const ad_tape *t, const double *x)
-{
-    return t->val_ok && memcmp(x, t->xc, t->rec->nin * sizeof *x) == 0;
 }
 
 /* Names the first op whose value (derivs = 0) or partials went wrong. */
@@ -101,6 +104,7 @@ static ad_status settle(ad_tape *t, const double *x, int *rerecorded)
     t->adj_ok = 0;
     t->epoch++;
     t->same_x_hvps = 0;
+    t->hit = 1;
     if (!isfinite(t->val[t->rec->out]))
         return domain_error(t, 0, "f");
     return AD_OK;
@@ -109,7 +113,7 @@ static ad_status settle(ad_tape *t, const double *x, int *rerecorded)
 /* Values at x, from the cache or a value sweep. */
 static ad_status values(ad_tape *t, const double *x)
 {
-    if (at_cache(t, x))
+    if (t->hit && t->val_ok)
         return AD_OK;
     t->val_ok = t->adj_ok = 0;
     sweep_value_only(t->rec, t->val, x, t->scr, 0, t->rec->end);
@@ -177,7 +181,7 @@ ad_status ad_hvp(ad_tape *t, const double *x, const double *v, double *hv)
     if ((s = buffers(t, 1, 1)))
         return s;
     const tape_rec *r = t->rec;
-    if (at_cache(t, x)) {
+    if (t->hit && t->val_ok) {
         if ((s = adjoints(t)))
             return s;
         /* From the second HVP at one x on (as inside CG), sweep statements
@@ -211,21 +215,32 @@ ad_status ad_hvp(ad_tape *t, const double *x, const double *v, double *hv)
 }
 
 /* Directions l0..l0+k of V through the lanes; HV rows likewise. */
-static void lanes_block(ad_tape *t, const double *V, size_t k, double *HV)
+static int lanes_block(ad_tape *t, const double *V, size_t k, double *HV, int stmts)
 {
     const tape_rec *r = t->rec;
     size_t n = r->nin;
-    sweep_tangent_lanes(r, t->val, t->dotk, V, k, n, t->scr);
-    sweep_reverse_lanes(r, t->val, t->dotk, t->adj, t->adotk, t->scr);
+    if (stmts) {
+        tape_stmts_tangent_lanes(t, V, k, n);
+        tape_stmts_reverse_lanes(t);
+    } else {
+        sweep_tangent_lanes(r, t->val, t->dotk, V, k, n, t->scr);
+        sweep_reverse_lanes(r, t->val, t->dotk, t->adj, t->adotk, t->scr);
+    }
+    int finite = 1;
     for (size_t j = 0; j < n; j++) {
         const double *src = t->adotk + (size_t)r->in[j] * TAPE_LANES;
-        for (size_t l = 0; l < k; l++)
+        for (size_t l = 0; l < k; l++) {
             HV[l * n + j] = src[l];
+            finite &= isfinite(src[l]);
+        }
     }
+    return finite;
 }
 
+/* k directions of V through the lanes; `total` directions will be asked at
+ * this x in all (ad_hessian asks n, a block at a time). */
 static ad_status batch(ad_tape *t, const double *x, size_t k, const double *V, double *HV,
-                       const char *fn)
+                       size_t total, const char *fn)
 {
     ad_status s;
     if ((s = buffers(t, 1, 0)) || (s = values(t, x)) || (s = adjoints(t)))
@@ -238,11 +253,16 @@ static ad_status batch(ad_tape *t, const double *x, size_t k, const double *V, d
     if (!tape_buf(&t->dotk, &t->capdotk, nodes * TAPE_LANES)
         || !tape_buf(&t->adotk, &t->capadotk, nodes * TAPE_LANES))
         return tape_set_error(t, AD_ENOMEM, "%s: out of memory for lane buffers", fn);
+    /* More than one pass at this x: preaccumulated statements pay for
+     * themselves (no partials recomputed per pass, no ops inside them). */
+    int stmts = t->preacc && (total > TAPE_LANES || (t->st.valid && t->st.epoch == t->epoch))
+                && tape_stmts_ready(t) == AD_OK;
+    int finite = 1;
     for (size_t l0 = 0; l0 < k; l0 += TAPE_LANES) {
         size_t kk = k - l0 < TAPE_LANES ? k - l0 : TAPE_LANES;
-        lanes_block(t, V + l0 * n, kk, HV + l0 * n);
+        finite &= lanes_block(t, V + l0 * n, kk, HV + l0 * n, stmts);
     }
-    if (!all_finite(HV, k * n))
+    if (!finite)
         return domain_error(t, 1, "a Hessian-vector product");
     return AD_OK;
 }
@@ -261,7 +281,7 @@ ad_status ad_hvp_batch(ad_tape *t, const double *x, size_t k, const double *V, d
         return tape_set_error(t, AD_ELIMIT, "ad_hvp_batch: k·n overflows size_t");
     if (!all_finite(V, k * n))
         return tape_set_error(t, AD_EINVAL, "ad_hvp_batch: V has a NaN or infinite entry");
-    return batch(t, x, k, V, HV, "ad_hvp_batch");
+    return batch(t, x, k, V, HV, k, "ad_hvp_batch");
 }
 
 ad_status ad_hess_form(ad_tape *t, const double *x, const double *v, const double *w, double *vhw)
@@ -308,7 +328,7 @@ ad_status ad_hessian(ad_tape *t, const double *x, double *H)
         size_t kk = n - l0 < TAPE_LANES ? n - l0 : TAPE_LANES;
         for (size_t l = 0; l < kk; l++)
             E[l * n + l0 + l] = 1.0;
-        st = batch(t, x, kk, E, H + l0 * n, "ad_hessian");
+        st = batch(t, x, kk, E, H + l0 * n, n, "ad_hessian");
         for (size_t l = 0; l < kk; l++)
             E[l * n + l0 + l] = 0.0;
     }
@@ -317,10 +337,13 @@ ad_status ad_hessian(ad_tape *t, const double *x, double *H)
         return st;
     /* Exact arithmetic gives a symmetric H; rounding may not: average the
      * two triangles so users get the symmetric matrix the header promises. */
-    for (size_t i = 0; i < n; i++)
-        for (size_t j = i + 1; j < n; j++) {
-            double m = 0.5 * (H[i * n + j] + H[j * n + i]);
-            H[i * n + j] = H[j * n + i] = m;
-        }
+    enum { TILE = 64 };   /* tiles keep both triangles' lines in cache */
+    for (size_t i0 = 0; i0 < n; i0 += TILE)
+        for (size_t j0 = i0; j0 < n; j0 += TILE)
+            for (size_t i = i0; i < i0 + TILE && i < n; i++)
+                for (size_t j = j0 > i + 1 ? j0 : i + 1; j < j0 + TILE && j < n; j++) {
+                    double m = 0.5 * (H[i * n + j] + H[j * n + i]);
+                    H[i * n + j] = H[j * n + i] = m;
+                }
     return AD_OK;
 }

@@ -122,11 +122,11 @@ static void mark(const tape_rec *r, uint8_t *fl, uint8_t *uses)
             USE(b, lin);
             break;
         case OP_SUM:
-            for (uint32_t k = 0; k < b; k++) USE(r->ext[a + k], 1);
+        case OP_DOT: {
+            vec_args g = vec_view(r, op == OP_DOT, a, b);
+            for (uint32_t k = 0; k < g.n; k++) USE(vec_arg(&g, k), 1);
             break;
-        case OP_DOT:
-            for (uint32_t k = 0; k < b; k++) USE(r->ext[a + 1 + k], 1);
-            break;
+        }
         case OP_DOTV:
             for (uint32_t k = 0; k < 2 * b; k++) USE(r->ext[a + k], 0);
             break;
@@ -244,11 +244,9 @@ static void children(opt_state *s, uint32_t j, double c, double *k0)
     case OP_MULC: push(s, a, c * r->cst[b]); break;
     case OP_CSUB: *k0 += c * r->cst[b]; push(s, a, -c); break;
     case OP_SUM:
-        for (uint32_t k = b; k-- > 0;) push(s, r->ext[a + k], c);
-        break;
     case OP_DOT: {
-        const double *w = r->cst + r->ext[a];
-        for (uint32_t k = b; k-- > 0;) push(s, r->ext[a + 1 + k], c * w[k]);
+        vec_args g = vec_view(r, r->op[j] == OP_DOT, a, b);
+        for (uint32_t k = g.n; k-- > 0;) push(s, vec_arg(&g, k), g.c ? c * g.c[k] : c);
         break;
     }
     default:
@@ -292,16 +290,21 @@ static uint32_t collapse(opt_state *s, uint32_t j)
     int unit = 1;
     for (size_t k = 0; k < s->nt; k++)
         unit &= s->tc[k] == 1.0;
-    if (s->nt > UINT32_MAX - 2) {
+    if (s->nt >= VEC_CONTIG) {
         s->oom = 1;
         return 0;
     }
-    size_t off = ext_add(s, s->nt + (unit ? 0 : 1));
+    int contig = 1;
+    for (size_t k = 1; k < s->nt && contig; k++)
+        contig = s->tn[k] == s->tn[0] + k;
+    size_t nidx = contig ? 1 : s->nt;
+    uint32_t cnt = (uint32_t)s->nt | (contig ? VEC_CONTIG : 0u);
+    size_t off = ext_add(s, nidx + (unit ? 0 : 1));
     if (s->oom)
         return 0;
     if (unit) {
-        memcpy(o->ext + off, s->tn, s->nt * sizeof *s->tn);
-        return emit(s, OP_SUM, (uint32_t)off, (uint32_t)s->nt);
+        memcpy(o->ext + off, s->tn, nidx * sizeof *s->tn);
+        return emit(s, OP_SUM, (uint32_t)off, cnt);
     }
     if (o->ncst + s->nt >= UINT32_MAX
         || !tape_grow((void **)&o->cst, &o->capcst, o->ncst + s->nt, sizeof(double))) {
@@ -311,8 +314,8 @@ static uint32_t collapse(opt_state *s, uint32_t j)
     o->ext[off] = (uint32_t)o->ncst;
     memcpy(o->cst + o->ncst, s->tc, s->nt * sizeof *s->tc);
     o->ncst += s->nt;
-    memcpy(o->ext + off + 1, s->tn, s->nt * sizeof *s->tn);
-    return emit(s, OP_DOT, (uint32_t)off, (uint32_t)s->nt);
+    memcpy(o->ext + off + 1, s->tn, nidx * sizeof *s->tn);
+    return emit(s, OP_DOT, (uint32_t)off, cnt);
 }
 
 /* Copies a list of k old nodes into the new ext, remapped. */
@@ -329,8 +332,8 @@ tape_rec *tape_optimize(const tape_rec *raw_const)
 {
     tape_rec *r = (tape_rec *)raw_const;
     size_t n = r->n;
-    uint8_t *fl = calloc(n ? n : 1, 2);
-    uint32_t *map = malloc((n ? n : 1) * sizeof *map);
+    uint8_t *fl = tape_alloc(2 * (n ? n : 1), 1);
+    uint32_t *map = tape_alloc((n ? n : 1) * sizeof *map, 0);
     tape_rec *o = tape_rec_new();
     opt_state s = {0};
     if (!fl || !map || !o || !rewrite(r))
@@ -373,24 +376,11 @@ tape_rec *tape_optimize(const tape_rec *raw_const)
                 map[i] = emit(&s, op, map[a], map[b]);
             break;
         case OP_SUM:
-        case OP_DOT: {
-            size_t first = op == OP_DOT ? a + 1 : a;
-            int absorbs = 0;
-            for (uint32_t k = 0; k < b; k++)
-                absorbs |= fl[r->ext[first + k]] & F_ABSORB;
-            if (absorbs) {
-                map[i] = collapse(&s, (uint32_t)i);
-            } else if (op == OP_SUM) {
-                map[i] = emit(&s, OP_SUM, (uint32_t)copy_list(&s, r->ext + a, b), b);
-            } else {
-                size_t off = ext_add(&s, 1);
-                copy_list(&s, r->ext + a + 1, b);
-                if (!s.oom)
-                    o->ext[off] = r->ext[a];   /* coefficients stay in the pool */
-                map[i] = emit(&s, OP_DOT, (uint32_t)off, b);
-            }
+        case OP_DOT:
+            /* Absorbing or not, re-emit through collapse(): it folds
+             * constant arguments and marks consecutive arguments. */
+            map[i] = collapse(&s, (uint32_t)i);
             break;
-        }
         case OP_DOTV:
             map[i] = emit(&s, OP_DOTV, (uint32_t)copy_list(&s, r->ext + a, 2 * (size_t)b), b);
             break;

@@ -367,8 +367,8 @@ static int vec_check(ad_tape *t, size_t n, const void *x, const void *y, tape_op
         fail(t, AD_EINVAL, tape_op_name(op), "NULL array");
         return 0;
     }
-    if (n > UINT32_MAX) {
-        fail(t, AD_ELIMIT, tape_op_name(op), "length exceeds 2^32");
+    if (n >= VEC_CONTIG) {
+        fail(t, AD_ELIMIT, tape_op_name(op), "length exceeds 2^31 - 1");
         return 0;
     }
     return 1;

@@ -71,14 +71,14 @@ static ad_status build(ad_tape *t)
     tape_stmts *s = &t->st;
     tape_stmts_free(s);
     size_t n = r->end;
-    uint8_t *uses = calloc(n + 1, 1);          /* saturating at 2 */
-    uint8_t *inner = calloc(n + 1, 1);         /* 1: interior candidate */
-    uint32_t *ls = malloc((n + 1) * (STMT_K + 2) * sizeof *ls);
-    uint8_t *lc = calloc(n + 1, 1);
-    uint32_t *owner = malloc((n + 1) * sizeof *owner);
+    uint8_t *uses = tape_alloc(n + 1, 1);   /* saturating at 2 */
+    uint8_t *inner = tape_alloc(n + 1, 1);         /* 1: interior candidate */
+    uint32_t *ls = tape_alloc((n + 1) * (STMT_K + 2) * sizeof *ls, 0);
+    uint8_t *lc = tape_alloc(n + 1, 1);
+    uint32_t *owner = tape_alloc((n + 1) * sizeof *owner, 0);
     uint32_t *ent_of = NULL, *ent_fill = NULL;
     size_t *base = NULL;
-    s->pos = malloc((n + 1) * sizeof *s->pos);
+    s->pos = tape_alloc((n + 1) * sizeof *s->pos, 0);
     ad_status st = AD_OK;
     if (!uses || !inner || !ls || !lc || !owner || !s->pos) {
         st = AD_ENOMEM;
@@ -95,14 +95,16 @@ static ad_status build(ad_tape *t)
                 if (uses[arg[q]] < 2) uses[arg[q]]++;
                 inner[arg[q]] = 1;
             }
-        } else if (op == OP_SUM || op == OP_DOT || op == OP_DOTV || op == OP_MATVEC || op == OP_SPMV) {
+        } else if (op == OP_SUM || op == OP_DOT) {
+            vec_args g = vec_view(r, op == OP_DOT, r->a[i], r->b[i]);
+            for (uint32_t k = 0; k < g.n; k++)
+                uses[vec_arg(&g, k)] = 2;    /* a vector node's argument is a root */
+        } else if (op == OP_DOTV || op == OP_MATVEC || op == OP_SPMV) {
             size_t off, cnt;
-            if (op == OP_SUM) { off = r->a[i]; cnt = r->b[i]; }
-            else if (op == OP_DOT) { off = r->a[i] + 1; cnt = r->b[i]; }
-            else if (op == OP_DOTV) { off = r->a[i]; cnt = 2 * (size_t)r->b[i]; }
+            if (op == OP_DOTV) { off = r->a[i]; cnt = 2 * (size_t)r->b[i]; }
             else { off = r->mat[r->a[i]].xoff; cnt = r->mat[r->a[i]].n; }
             for (size_t k = 0; k < cnt; k++)
-                uses[r->ext[off + k]] = 2;   /* a vector node's argument is a root */
+                uses[r->ext[off + k]] = 2;
         }
     }
     uses[r->out] = 2;
@@ -169,15 +171,15 @@ static ad_status build(ad_tape *t)
         }
         nent++;
     }
-    s->node = malloc((nent + 1) * sizeof *s->node);
-    s->k = malloc(nent + 1);
-    s->leaf = malloc((nleaf + 1) * sizeof *s->leaf);
-    s->inner_n = calloc(nent + 1, sizeof *s->inner_n);
-    s->inner = malloc((ninner + 1) * sizeof *s->inner);
-    s->gh = malloc((ngh + 1) * sizeof *s->gh);
-    ent_of = malloc((n + 1) * sizeof *ent_of);
-    base = malloc((nent + 1) * sizeof *base);
-    ent_fill = malloc((nent + 1) * sizeof *ent_fill);
+    s->node = tape_alloc((nent + 1) * sizeof *s->node, 0);
+    s->k = tape_alloc(nent + 1, 0);
+    s->leaf = tape_alloc((nleaf + 1) * sizeof *s->leaf, 0);
+    s->inner_n = tape_alloc((nent + 1) * sizeof *s->inner_n, 1);
+    s->inner = tape_alloc((ninner + 1) * sizeof *s->inner, 0);
+    s->gh = tape_alloc((ngh + 1) * sizeof *s->gh, 0);
+    ent_of = tape_alloc((n + 1) * sizeof *ent_of, 0);
+    base = tape_alloc((nent + 1) * sizeof *base, 0);
+    ent_fill = tape_alloc((nent + 1) * sizeof *ent_fill, 0);
     if (!s->node || !s->k || !s->leaf || !s->inner_n || !s->inner || !s->gh || !ent_of || !base
         || !ent_fill) {
         st = AD_ENOMEM;
@@ -219,7 +221,7 @@ static ad_status build(ad_tape *t)
         s->pos[i] = ent_fill[q]++;
         s->inner[base[q] + s->pos[i]] = (uint32_t)i;
     }
-    s->work = malloc(maxin * STMT_W * sizeof *s->work);
+    s->work = tape_alloc(maxin * STMT_W * sizeof *s->work, 0);
     if (!s->work) {
         st = AD_ENOMEM;
         goto out;
@@ -317,22 +319,49 @@ ad_status tape_stmts_ready(ad_tape *t)
     return AD_OK;
 }
 
-/* Forward: tangents of the entries; zeroes their adjoint tangents. */
+/* Forward: tangents of the entries; zeroes their adjoint tangents.  Inputs
+ * are seeded first, in one plain loop: they are not entries' work. */
 void tape_stmts_tangent(ad_tape *t, const double *v)
 {
     const tape_rec *r = t->rec;
     const tape_stmts *s = &t->st;
-    const double *val = t->val, *gh = s->gh;
-    const uint32_t *L = s->leaf;
-    double *dot = t->dot, *adot = t->adot;
-    for (size_t e = 0; e < s->nent; e++) {
-        uint32_t i = s->node[e];
-        unsigned k = s->k[e];
-        if (k == STMT_NODE) {
+    const double *restrict val = t->val, *restrict gh = s->gh;
+    const uint32_t *restrict L = s->leaf, *restrict node = s->node, *restrict in = r->in;
+    const uint8_t *restrict kk = s->k;
+    double *restrict dot = t->dot, *restrict adot = t->adot;
+    const size_t nent = s->nent, nin = r->nin;
+    for (size_t j = 0; j < nin; j++) {
+        dot[in[j]] = v[j];
+        adot[in[j]] = 0.0;
+    }
+    for (size_t e = 0; e < nent; e++) {
+        const uint32_t i = node[e];
+        double d;
+        switch (kk[e]) {
+        case 0:
+            d = 0.0;
+            break;
+        case 1:
+            d = gh[0] * dot[L[0]];
+            gh += 2; L += 1;
+            break;
+        case 2:
+            d = gh[0] * dot[L[0]] + gh[1] * dot[L[1]];
+            gh += 5; L += 2;
+            break;
+        case 3:
+            d = gh[0] * dot[L[0]] + gh[1] * dot[L[1]] + gh[2] * dot[L[2]];
+            gh += 9; L += 3;
+            break;
+        case 4:
+            d = gh[0] * dot[L[0]] + gh[1] * dot[L[1]] + gh[2] * dot[L[2]] + gh[3] * dot[L[3]];
+            gh += 14; L += 4;
+            break;
+        default: {   /* STMT_NODE */
             tape_op op = (tape_op)r->op[i];
             if (op == OP_INPUT)
-                dot[i] = v[r->a[i]];
-            else if (op == OP_CONST)
+                continue;
+            if (op == OP_CONST)
                 dot[i] = 0.0;
             else
                 sweep_node_tangent(r, val, dot, v, t->scr, i);
@@ -341,14 +370,35 @@ void tape_stmts_tangent(ad_tape *t, const double *v)
                 memset(adot + i + 1, 0, r->mat[r->a[i]].m * sizeof *adot);
             continue;
         }
-        double d = 0.0;
-        for (unsigned j = 0; j < k; j++)
-            d += gh[j] * dot[L[j]];
+        }
         dot[i] = d;
         adot[i] = 0.0;
-        gh += k + k * (k + 1) / 2;
-        L += k;
     }
+}
+
+/* One statement of the reverse sweep with K leaves (a compile-time constant
+ * in each instantiation): L̄̇_j += ṙ̄ g_j + r̄ Σ_m H_jm L̇_m. */
+static inline __attribute__((always_inline)) void
+rev_stmt(const double *restrict g, const uint32_t *restrict L, double yb, double ybd,
+         const double *restrict dot, double *restrict adot, const unsigned K)
+{
+    const double *H = g + K;
+    double ld[STMT_K], acc[STMT_K];
+    for (unsigned j = 0; j < K; j++) {
+        ld[j] = dot[L[j]];
+        acc[j] = ybd * g[j];
+    }
+    for (unsigned j = 0; j < K; j++) {
+        double hs = H[0] * ld[j];
+        for (unsigned m = j + 1; m < K; m++) {
+            hs += H[m - j] * ld[m];
+            acc[m] += yb * H[m - j] * ld[j];
+        }
+        acc[j] += yb * hs;
+        H += K - j;
+    }
+    for (unsigned j = 0; j < K; j++)
+        adot[L[j]] += acc[j];
 }
 
 /* Reverse: adjoint tangents through the entries, at cached adjoints. */
@@ -356,36 +406,139 @@ void tape_stmts_reverse(ad_tape *t)
 {
     const tape_rec *r = t->rec;
     const tape_stmts *s = &t->st;
-    const double *val = t->val, *dot = t->dot, *gh = s->gh + s->ngh;
+    const double *restrict val = t->val, *restrict dot = t->dot, *restrict gh = s->gh + s->ngh;
+    const uint32_t *restrict L = s->leaf + s->nleaf, *restrict node = s->node;
+    const uint8_t *restrict kk = s->k;
+    double *restrict adj = t->adj, *restrict adot = t->adot;
+    for (size_t e = s->nent; e-- > 0;) {
+        const uint32_t i = node[e];
+        switch (kk[e]) {
+        case 0:
+            break;
+        case 1:
+            L -= 1; gh -= 2;
+            rev_stmt(gh, L, adj[i], adot[i], dot, adot, 1);
+            break;
+        case 2:
+            L -= 2; gh -= 5;
+            rev_stmt(gh, L, adj[i], adot[i], dot, adot, 2);
+            break;
+        case 3:
+            L -= 3; gh -= 9;
+            rev_stmt(gh, L, adj[i], adot[i], dot, adot, 3);
+            break;
+        case 4:
+            L -= 4; gh -= 14;
+            rev_stmt(gh, L, adj[i], adot[i], dot, adot, 4);
+            break;
+        default: {
+            tape_op op = (tape_op)r->op[i];
+            if (op != OP_INPUT && op != OP_CONST)
+                sweep_node_reverse_hvp(r, val, dot, adj, adot, t->scr, i);
+            break;
+        }
+        }
+    }
+}
+
+/* Vector mode: TAPE_LANES directions per pass, V (k×n) seeding the inputs. */
+void tape_stmts_tangent_lanes(ad_tape *t, const double *V, size_t k, size_t n)
+{
+    enum { LN = TAPE_LANES };
+    const tape_rec *r = t->rec;
+    const tape_stmts *s = &t->st;
+    const double *val = t->val, *gh = s->gh;
+    const uint32_t *L = s->leaf;
+    double *dotk = t->dotk, *adotk = t->adotk;
+    for (size_t e = 0; e < s->nent; e++) {
+        uint32_t i = s->node[e];
+        unsigned k2 = s->k[e];
+        double *y = dotk + (size_t)i * LN;
+        if (k2 == STMT_NODE) {
+            tape_op op = (tape_op)r->op[i];
+            if (op == OP_INPUT)
+                for (size_t l = 0; l < LN; l++)
+                    y[l] = l < k ? V[l * n + r->a[i]] : 0.0;
+            else if (op == OP_CONST)
+                memset(y, 0, LN * sizeof *y);
+            else
+                sweep_node_tangent_lanes(r, val, dotk, t->scr, i);
+            memset(adotk + (size_t)i * LN, 0, LN * sizeof *adotk);
+            if (op == OP_MATVEC || op == OP_SPMV)
+                memset(adotk + ((size_t)i + 1) * LN, 0, (size_t)r->mat[r->a[i]].m * LN * sizeof *adotk);
+            continue;
+        }
+        double acc[LN] = {0};
+        for (unsigned j = 0; j < k2; j++) {
+            const double *d = dotk + (size_t)L[j] * LN;
+            for (size_t l = 0; l < LN; l++)
+                acc[l] += gh[j] * d[l];
+        }
+        memcpy(y, acc, sizeof acc);
+        memset(adotk + (size_t)i * LN, 0, LN * sizeof *adotk);
+        gh += k2 + k2 * (k2 + 1) / 2;
+        L += k2;
+    }
+}
+
+/* One statement of the lane reverse sweep; K is a compile-time constant in
+ * each instantiation so the lane loops vectorize. */
+static inline __attribute__((always_inline)) void
+rev_lanes_stmt(const double *g, const double *H, const uint32_t *L, double yb,
+               const double *ybd, const double *dotk, double *adotk, const unsigned K)
+{
+    enum { LN = TAPE_LANES };
+    double acc[STMT_K][LN];
+    for (unsigned j = 0; j < K; j++)
+        for (size_t l = 0; l < LN; l++)
+            acc[j][l] = ybd[l] * g[j];
+    for (unsigned j = 0; j < K; j++) {
+        const double *dj = dotk + (size_t)L[j] * LN;
+        for (unsigned m = j; m < K; m++) {
+            double h = yb * H[m - j];
+            const double *dm = dotk + (size_t)L[m] * LN;
+            for (size_t l = 0; l < LN; l++)
+                acc[j][l] += h * dm[l];
+            if (m != j)
+                for (size_t l = 0; l < LN; l++)
+                    acc[m][l] += h * dj[l];
+        }
+        H += K - j;
+    }
+    for (unsigned j = 0; j < K; j++) {
+        double *a = adotk + (size_t)L[j] * LN;
+        for (size_t l = 0; l < LN; l++)
+            a[l] += acc[j][l];
+    }
+}
+
+void tape_stmts_reverse_lanes(ad_tape *t)
+{
+    enum { LN = TAPE_LANES };
+    const tape_rec *r = t->rec;
+    const tape_stmts *s = &t->st;
+    const double *val = t->val, *dotk = t->dotk, *gh = s->gh + s->ngh;
     const uint32_t *L = s->leaf + s->nleaf;
-    double *adj = t->adj, *adot = t->adot;
+    const double *adj = t->adj;
+    double *adotk = t->adotk;
     for (size_t e = s->nent; e-- > 0;) {
         uint32_t i = s->node[e];
         unsigned k = s->k[e];
         if (k == STMT_NODE) {
             tape_op op = (tape_op)r->op[i];
             if (op != OP_INPUT && op != OP_CONST)
-                sweep_node_reverse_hvp(r, val, dot, adj, adot, t->scr, i);
+                sweep_node_reverse_lanes(r, val, dotk, adj, adotk, t->scr, i);
             continue;
         }
         L -= k;
         gh -= k + k * (k + 1) / 2;
-        const double *g = gh, *H = gh + k;
-        double yb = adj[i], ybd = adot[i], ld[STMT_K], acc[STMT_K];
-        for (unsigned j = 0; j < k; j++) {
-            ld[j] = dot[L[j]];
-            acc[j] = ybd * g[j];
+        const double *ybd = adotk + (size_t)i * LN;
+        switch (k) {
+        case 0: break;
+        case 1: rev_lanes_stmt(gh, gh + 1, L, adj[i], ybd, dotk, adotk, 1); break;
+        case 2: rev_lanes_stmt(gh, gh + 2, L, adj[i], ybd, dotk, adotk, 2); break;
+        case 3: rev_lanes_stmt(gh, gh + 3, L, adj[i], ybd, dotk, adotk, 3); break;
+        default: rev_lanes_stmt(gh, gh + 4, L, adj[i], ybd, dotk, adotk, 4); break;
         }
-        for (unsigned j = 0; j < k; j++) {
-            double hs = H[0] * ld[j];
-            for (unsigned l = j + 1; l < k; l++) {
-                hs += H[l - j] * ld[l];
-                acc[l] += yb * H[l - j] * ld[j];
-            }
-            acc[j] += yb * hs;
-            H += k - j;
-        }
-        for (unsigned j = 0; j < k; j++)
-            adot[L[j]] += acc[j];
     }
 }

@@ -101,6 +101,45 @@ INLINE void mat_apply_t(const tape_rec *r, const tape_mat *d, const double *ybar
     }
 }
 
+/* Σ c_k x[arg_k] (c NULL: Σ x[arg_k]); the contiguous case reads no index. */
+INLINE double vsum(const double *restrict x, const vec_args *g)
+{
+    double s = 0.0;
+    if (g->contig) {
+        const double *p = x + g->x0;
+        if (g->c)
+            for (uint32_t k = 0; k < g->n; k++) s += g->c[k] * p[k];
+        else
+            for (uint32_t k = 0; k < g->n; k++) s += p[k];
+    } else {
+        if (g->c)
+            for (uint32_t k = 0; k < g->n; k++) s += g->c[k] * x[g->e[k]];
+        else
+            for (uint32_t k = 0; k < g->n; k++) s += x[g->e[k]];
+    }
+    return s;
+}
+
+/* x[arg_k] += y c_k (c NULL: += y).  Descending k: the reverse sweep walks
+ * the tape backwards, and reading each list backwards too makes the whole
+ * sweep one descending stream the prefetcher follows (forward lists inside
+ * a backward walk measured 2–3× slower on the logistic loss). */
+INLINE void vaxpy(double *restrict x, const vec_args *g, double y)
+{
+    if (g->contig) {
+        double *p = x + g->x0;
+        if (g->c)
+            for (uint32_t k = g->n; k-- > 0;) p[k] += y * g->c[k];
+        else
+            for (uint32_t k = g->n; k-- > 0;) p[k] += y;
+    } else {
+        if (g->c)
+            for (uint32_t k = g->n; k-- > 0;) x[g->e[k]] += y * g->c[k];
+        else
+            for (uint32_t k = g->n; k-- > 0;) x[g->e[k]] += y;
+    }
+}
+
 /* ---- forward: values (DV) and/or tangents (DD) over nodes [from, to) --- */
 
 INLINE void fwd(const tape_rec *restrict r, double *restrict val, double *restrict dot,
@@ -144,27 +183,11 @@ INLINE void fwd(const tape_rec *restrict r, double *restrict val, double *restri
             break;                                                      \
         }
         TAPE_BINARY_OPS(FWD_B)
-        case OP_SUM: {
-            const uint32_t *e = r->ext + a;
-            double s = 0.0, sd = 0.0;
-            for (uint32_t k = 0; k < b; k++) {
-                if (DV) s += val[e[k]];
-                if (DD) sd += dot[e[k]];
-            }
-            if (DV) val[i] = s;
-            if (DD) dot[i] = sd;
-            break;
-        }
+        case OP_SUM:
         case OP_DOT: {
-            const double *c = r->cst + r->ext[a];
-            const uint32_t *e = r->ext + a + 1;
-            double s = 0.0, sd = 0.0;
-            for (uint32_t k = 0; k < b; k++) {
-                if (DV) s += c[k] * val[e[k]];
-                if (DD) sd += c[k] * dot[e[k]];
-            }
-            if (DV) val[i] = s;
-            if (DD) dot[i] = sd;
+            vec_args g = vec_view(r, op[i] == OP_DOT, a, b);
+            if (DV) val[i] = vsum(val, &g);
+            if (DD) dot[i] = vsum(dot, &g);
             break;
         }
         case OP_DOTV: {
@@ -260,23 +283,11 @@ INLINE void rev(const tape_rec *restrict r, const double *restrict val,
             break;                                                      \
         }
         TAPE_BINARY_OPS(REV_B)
-        case OP_SUM: {
-            const uint32_t *e = r->ext + a;
-            double yb = WA ? adj[i] : 0.0, ybd = WD ? adot[i] : 0.0;
-            for (uint32_t k = 0; k < b; k++) {
-                if (WA) adj[e[k]] += yb;
-                if (WD) adot[e[k]] += ybd;
-            }
-            break;
-        }
+        case OP_SUM:
         case OP_DOT: {
-            const double *c = r->cst + r->ext[a];
-            const uint32_t *e = r->ext + a + 1;
-            double yb = WA ? adj[i] : 0.0, ybd = WD ? adot[i] : 0.0;
-            for (uint32_t k = 0; k < b; k++) {
-                if (WA) adj[e[k]] += yb * c[k];
-                if (WD) adot[e[k]] += ybd * c[k];
-            }
+            vec_args g = vec_view(r, op[i] == OP_DOT, a, b);
+            if (WA) vaxpy(adj, &g, adj[i]);
+            if (WD) vaxpy(adot, &g, adot[i]);
             break;
         }
         case OP_DOTV: {
@@ -366,14 +377,13 @@ int sweep_partials(const tape_rec *r, const double *val, size_t i, double d[2], 
 
 /* ---- vector mode: L tangent lanes per node ---------------------------- */
 
-void sweep_tangent_lanes(const tape_rec *restrict r, const double *restrict val,
-                         double *restrict dotk, const double *restrict V, size_t k,
-                         size_t n, double *restrict scr)
+INLINE void lanes_fwd(const tape_rec *restrict r, const double *restrict val,
+                      double *restrict dotk, const double *restrict V, size_t k,
+                      size_t n, double *restrict scr, size_t from, size_t to)
 {
     const uint8_t *op = r->op;
     const uint32_t *A = r->a, *B = r->b;
-    const size_t to = r->end;
-    for (size_t i = 0; i < to; i++) {
+    for (size_t i = from; i < to; i++) {
         const uint32_t a = A[i], b = B[i];
         double *y = dotk + i * L;
         switch ((tape_op)op[i]) {
@@ -405,22 +415,16 @@ void sweep_tangent_lanes(const tape_rec *restrict r, const double *restrict val,
             break;                                                      \
         }
         TAPE_BINARY_OPS(TL_B)
-        case OP_SUM: {
-            const uint32_t *e = r->ext + a;
-            double s[L] = {0};
-            for (uint32_t j = 0; j < b; j++)
-                for (size_t l = 0; l < L; l++)
-                    s[l] += dotk[(size_t)e[j] * L + l];
-            memcpy(y, s, sizeof s);
-            break;
-        }
+        case OP_SUM:
         case OP_DOT: {
-            const double *c = r->cst + r->ext[a];
-            const uint32_t *e = r->ext + a + 1;
+            vec_args g = vec_view(r, op[i] == OP_DOT, a, b);
             double s[L] = {0};
-            for (uint32_t j = 0; j < b; j++)
+            for (uint32_t j = 0; j < g.n; j++) {
+                const double *d = dotk + (size_t)vec_arg(&g, j) * L;
+                double c = g.c ? g.c[j] : 1.0;
                 for (size_t l = 0; l < L; l++)
-                    s[l] += c[j] * dotk[(size_t)e[j] * L + l];
+                    s[l] += c * d[l];
+            }
             memcpy(y, s, sizeof s);
             break;
         }
@@ -449,15 +453,13 @@ void sweep_tangent_lanes(const tape_rec *restrict r, const double *restrict val,
     }
 }
 
-void sweep_reverse_lanes(const tape_rec *restrict r, const double *restrict val,
-                         const double *restrict dotk, const double *restrict adj,
-                         double *restrict adotk, double *restrict scr)
+INLINE void lanes_rev(const tape_rec *restrict r, const double *restrict val,
+                      const double *restrict dotk, const double *restrict adj,
+                      double *restrict adotk, double *restrict scr, size_t lo, size_t hi)
 {
     const uint8_t *op = r->op;
     const uint32_t *A = r->a, *B = r->b;
-    const size_t to = r->end;
-    memset(adotk, 0, to * L * sizeof *adotk);
-    for (size_t i = to; i-- > 0;) {
+    for (size_t i = hi; i-- > lo;) {
         const uint32_t a = A[i], b = B[i];
         const double *ybd = adotk + i * L;
         switch ((tape_op)op[i]) {
@@ -498,19 +500,15 @@ void sweep_reverse_lanes(const tape_rec *restrict r, const double *restrict val,
             break;                                                      \
         }
         TAPE_BINARY_OPS(RL_B)
-        case OP_SUM: {
-            const uint32_t *e = r->ext + a;
-            for (uint32_t j = 0; j < b; j++)
-                for (size_t l = 0; l < L; l++)
-                    adotk[(size_t)e[j] * L + l] += ybd[l];
-            break;
-        }
+        case OP_SUM:
         case OP_DOT: {
-            const double *c = r->cst + r->ext[a];
-            const uint32_t *e = r->ext + a + 1;
-            for (uint32_t j = 0; j < b; j++)
+            vec_args g = vec_view(r, op[i] == OP_DOT, a, b);
+            for (uint32_t j = g.n; j-- > 0;) {
+                double *d = adotk + (size_t)vec_arg(&g, j) * L;
+                double c = g.c ? g.c[j] : 1.0;
                 for (size_t l = 0; l < L; l++)
-                    adotk[(size_t)e[j] * L + l] += c[j] * ybd[l];
+                    d[l] += c * ybd[l];
+            }
             break;
         }
         case OP_DOTV: {
@@ -534,6 +532,32 @@ void sweep_reverse_lanes(const tape_rec *restrict r, const double *restrict val,
             break;
         }
     }
+}
+
+void sweep_tangent_lanes(const tape_rec *r, const double *val, double *dotk, const double *V,
+                         size_t k, size_t n, double *scr)
+{
+    lanes_fwd(r, val, dotk, V, k, n, scr, 0, r->end);
+}
+
+void sweep_reverse_lanes(const tape_rec *r, const double *val, const double *dotk,
+                         const double *adj, double *adotk, double *scr)
+{
+    memset(adotk, 0, r->end * L * sizeof *adotk);
+    lanes_rev(r, val, dotk, adj, adotk, scr, 0, r->end);
+}
+
+/* Single nodes of the lane sweeps, for the statement sweeps (stmt.c). */
+void sweep_node_tangent_lanes(const tape_rec *r, const double *val, double *dotk,
+                              double *scr, size_t i)
+{
+    lanes_fwd(r, val, dotk, NULL, 0, 0, scr, i, i + 1);
+}
+
+void sweep_node_reverse_lanes(const tape_rec *r, const double *val, const double *dotk,
+                              const double *adj, double *adotk, double *scr, size_t i)
+{
+    lanes_rev(r, val, dotk, adj, adotk, scr, i, i + 1);
 }
 
 /* ---- hyper-dual forward: e1 (direction v), e2 (w), e12 (vᵀ∇²y w) ------ */
@@ -577,23 +601,12 @@ void sweep_hyper(const tape_rec *restrict r, const double *restrict val, double 
             break;                                                      \
         }
         TAPE_BINARY_OPS(HY_B)
-        case OP_SUM: {
-            const uint32_t *e = r->ext + a;
-            double s1 = 0.0, s2 = 0.0, s12 = 0.0;
-            for (uint32_t k = 0; k < b; k++) {
-                s1 += e1[e[k]]; s2 += e2[e[k]]; s12 += e12[e[k]];
-            }
-            e1[i] = s1; e2[i] = s2; e12[i] = s12;
-            break;
-        }
+        case OP_SUM:
         case OP_DOT: {
-            const double *c = r->cst + r->ext[a];
-            const uint32_t *e = r->ext + a + 1;
-            double s1 = 0.0, s2 = 0.0, s12 = 0.0;
-            for (uint32_t k = 0; k < b; k++) {
-                s1 += c[k] * e1[e[k]]; s2 += c[k] * e2[e[k]]; s12 += c[k] * e12[e[k]];
-            }
-            e1[i] = s1; e2[i] = s2; e12[i] = s12;
+            vec_args g = vec_view(r, op[i] == OP_DOT, a, b);
+            e1[i] = vsum(e1, &g);
+            e2[i] = vsum(e2, &g);
+            e12[i] = vsum(e12, &g);
             break;
         }
         case OP_DOTV: {

@@ -43,6 +43,21 @@ int tape_grow(void **p, size_t *cap, size_t need, size_t elem)
     return 1;
 }
 
+/* A block for a big one-off array (optimizer, statements): huge pages for
+ * blocks of 4 MiB and more, like tape_grow.  zero: cleared.  Freed by free(). */
+void *tape_alloc(size_t bytes, int zero)
+{
+    if (bytes < (4u << 20))
+        return zero ? calloc(1, bytes) : malloc(bytes);
+    void *q = NULL;
+    if (posix_memalign(&q, (size_t)2 << 20, bytes) != 0)
+        return NULL;
+    madvise(q, bytes, MADV_HUGEPAGE);
+    if (zero)
+        memset(q, 0, bytes);
+    return q;
+}
+
 int tape_buf(double **p, size_t *cap, size_t need)
 {
     return tape_grow((void **)p, cap, need, sizeof(double));

@@ -76,6 +76,24 @@ typedef enum tape_op {
 #define TAPE_ARG_CST(r, i) ((r)->cst[(r)->b[i]])
 #define TAPE_ARG_INT(r, i) ((double)(int32_t)(r)->b[i])
 
+/* SUM/DOT argument lists: when bit 31 of b is set the arguments are the
+ * consecutive nodes ext[first], ext[first]+1, … and only ext[first] is
+ * stored (the optimizer sets it: such sums read no index array and
+ * vectorize).  Counts are below 2^31. */
+#define VEC_CONTIG 0x80000000u
+
+typedef struct vec_args {
+    const uint32_t *e;   /* the index list (not contiguous)          */
+    uint32_t x0, n;      /* first node (contiguous), count            */
+    const double *c;     /* DOT coefficients, NULL for SUM            */
+    int contig;
+} vec_args;
+
+static inline uint32_t vec_arg(const vec_args *v, uint32_t k)
+{
+    return v->contig ? v->x0 + k : v->e[k];
+}
+
 /* A dense (A != NULL) or CSR matrix node: y[0..m) = A x[0..n). */
 typedef struct tape_mat {
     const double *A;
@@ -114,6 +132,22 @@ typedef struct tape_rec {
                                every input                                   */
     size_t max_scratch;     /* doubles of gather space a matrix node needs */
 } tape_rec;
+
+static inline vec_args vec_view(const tape_rec *r, int is_dot, uint32_t a, uint32_t b)
+{
+    vec_args v;
+    const uint32_t *e = r->ext + a;
+    v.c = NULL;
+    if (is_dot) {
+        v.c = r->cst + e[0];
+        e++;
+    }
+    v.e = e;
+    v.x0 = e[0];
+    v.n = b & ~VEC_CONTIG;
+    v.contig = (b & VEC_CONTIG) != 0;
+    return v;
+}
 
 /* Lanes of the vector-mode sweeps: directions carried per pass. */
 #define TAPE_LANES 8
@@ -163,6 +197,7 @@ struct ad_tape {
     double *scr;  size_t capscr;    /* gather/scatter space of matrix nodes  */
     double *xc;   size_t capxc;     /* the cached point                       */
     int val_ok;                     /* val holds the values at xc             */
+    int hit;                        /* this call's x equals xc (set by check) */
     uint64_t epoch;                 /* counts the points cached so far        */
     int preacc;                     /* use statements for same-x HVPs         */
     unsigned same_x_hvps;           /* HVPs at xc since it was cached         */
@@ -173,6 +208,7 @@ struct ad_tape {
 /* tape.c */
 int tape_grow(void **p, size_t *cap, size_t need, size_t elem);
 int tape_buf(double **p, size_t *cap, size_t need);
+void *tape_alloc(size_t bytes, int zero);
 ad_status tape_set_error(ad_tape *t, ad_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 tape_rec *tape_rec_new(void);
@@ -193,6 +229,8 @@ void tape_stmts_free(tape_stmts *s);
 ad_status tape_stmts_ready(ad_tape *t);
 void tape_stmts_tangent(ad_tape *t, const double *v);
 void tape_stmts_reverse(ad_tape *t);
+void tape_stmts_tangent_lanes(ad_tape *t, const double *V, size_t k, size_t n);
+void tape_stmts_reverse_lanes(ad_tape *t);
 
 /* record.c */
 extern _Thread_local ad_tape *tape_active;
@@ -218,6 +256,10 @@ void sweep_node_tangent(const tape_rec *r, const double *val, double *dot, const
                         double *scr, size_t i);
 void sweep_node_reverse_hvp(const tape_rec *r, const double *val, const double *dot,
                             double *adj, double *adot, double *scr, size_t i);
+void sweep_node_tangent_lanes(const tape_rec *r, const double *val, double *dotk,
+                              double *scr, size_t i);
+void sweep_node_reverse_lanes(const tape_rec *r, const double *val, const double *dotk,
+                              const double *adj, double *adotk, double *scr, size_t i);
 struct dual_rule2;
 int sweep_partials(const tape_rec *r, const double *val, size_t i, double d[2],
                    struct dual_rule2 *q);
