@@ -48,8 +48,8 @@ static int scalar_args(const tape_rec *r, size_t i, uint32_t arg[2])
 
 void tape_stmts_free(tape_stmts *s)
 {
-    free(s->node); free(s->k); free(s->leaf); free(s->inner_n); free(s->inner);
-    free(s->pos); free(s->gh); free(s->work);
+    free(s->node); free(s->k); free(s->tk); free(s->tn); free(s->sk); free(s->cspan); free(s->leaf);
+    free(s->inner_n); free(s->inner); free(s->pos); free(s->gh); free(s->work);
     memset(s, 0, sizeof *s);
 }
 
@@ -64,69 +64,85 @@ static int add_leaf(uint32_t *ls, uint8_t *cnt, uint32_t a)
     return 1;
 }
 
-/* Builds the structure for t's recording: entries, leaves, interior lists. */
+enum { U_SCALAR = 1, U_VEC = 2 };   /* who uses a node */
+
+/* Calls use(node, kind) for each argument of node i. */
+#define FOR_ARGS(r, i, USE)                                                  \
+    do {                                                                     \
+        tape_op op_ = (tape_op)(r)->op[i];                                   \
+        if (is_scalar(op_)) {                                                \
+            uint32_t arg_[2];                                                \
+            int na_ = scalar_args(r, i, arg_);                               \
+            for (int q_ = 0; q_ < na_; q_++) USE(arg_[q_], U_SCALAR);        \
+        } else if (op_ == OP_SUM || op_ == OP_DOT) {                         \
+            vec_args g_ = vec_view(r, op_ == OP_DOT, (r)->a[i], (r)->b[i]);  \
+            for (uint32_t q_ = 0; q_ < g_.n; q_++) USE(vec_arg(&g_, q_), U_VEC); \
+        } else if (op_ == OP_DOTV) {                                         \
+            for (size_t q_ = 0; q_ < 2 * (size_t)(r)->b[i]; q_++)            \
+                USE((r)->ext[(r)->a[i] + q_], 0);                            \
+        } else if (op_ == OP_MATVEC || op_ == OP_SPMV) {                     \
+            const tape_mat *d_ = &(r)->mat[(r)->a[i]];                       \
+            for (size_t q_ = 0; q_ < d_->n; q_++) USE((r)->ext[d_->xoff + q_], 0); \
+        }                                                                    \
+    } while (0)
+
+/* Builds the structure for t's recording.
+ *
+ * Stream order: entries in node order; a sum/dot node is a compound entry
+ * whose terms follow it in argument order, each a statement (a single-use
+ * root feeding it) or a plain node.  Leaves, values and interior lists of
+ * the statements are stored in that same order, so every sweep reads them
+ * as streams, forwards or backwards. */
 static ad_status build(ad_tape *t)
 {
     const tape_rec *r = t->rec;
     tape_stmts *s = &t->st;
     tape_stmts_free(s);
-    size_t n = r->end;
-    uint8_t *uses = tape_alloc(n + 1, 1);   /* saturating at 2 */
-    uint8_t *inner = tape_alloc(n + 1, 1);         /* 1: interior candidate */
-    uint32_t *ls = tape_alloc((n + 1) * (STMT_K + 2) * sizeof *ls, 0);
-    uint8_t *lc = tape_alloc(n + 1, 1);
+    const size_t n = r->end;
+    const size_t LS = STMT_K + 2;
+    uint8_t *uses = tape_alloc(n + 1, 1), *user = tape_alloc(n + 1, 1);
+    uint8_t *role = tape_alloc(n + 1, 1), *lc = tape_alloc(n + 1, 1);
+    uint32_t *ls = tape_alloc((n + 1) * LS * sizeof *ls, 0);
     uint32_t *owner = tape_alloc((n + 1) * sizeof *owner, 0);
-    uint32_t *ent_of = NULL, *ent_fill = NULL;
+    uint32_t *stmt_of = tape_alloc((n + 1) * sizeof *stmt_of, 0);
     size_t *base = NULL;
+    uint32_t *fill = NULL;
     s->pos = tape_alloc((n + 1) * sizeof *s->pos, 0);
-    ad_status st = AD_OK;
-    if (!uses || !inner || !ls || !lc || !owner || !s->pos) {
-        st = AD_ENOMEM;
+    ad_status st = AD_ENOMEM;
+    if (!uses || !user || !role || !lc || !ls || !owner || !stmt_of || !s->pos)
         goto out;
-    }
-    /* Use counts; a node is an interior candidate when its single user is
-     * a scalar op. */
-    for (size_t i = 0; i < n; i++) {
-        tape_op op = (tape_op)r->op[i];
-        uint32_t arg[2];
-        if (is_scalar(op)) {
-            int na = scalar_args(r, i, arg);
-            for (int q = 0; q < na; q++) {
-                if (uses[arg[q]] < 2) uses[arg[q]]++;
-                inner[arg[q]] = 1;
-            }
-        } else if (op == OP_SUM || op == OP_DOT) {
-            vec_args g = vec_view(r, op == OP_DOT, r->a[i], r->b[i]);
-            for (uint32_t k = 0; k < g.n; k++)
-                uses[vec_arg(&g, k)] = 2;    /* a vector node's argument is a root */
-        } else if (op == OP_DOTV || op == OP_MATVEC || op == OP_SPMV) {
-            size_t off, cnt;
-            if (op == OP_DOTV) { off = r->a[i]; cnt = 2 * (size_t)r->b[i]; }
-            else { off = r->mat[r->a[i]].xoff; cnt = r->mat[r->a[i]].n; }
-            for (size_t k = 0; k < cnt; k++)
-                uses[r->ext[off + k]] = 2;
-        }
-    }
-    uses[r->out] = 2;
-    for (size_t i = 0; i < n; i++)
-        inner[i] = inner[i] && uses[i] == 1 && is_scalar((tape_op)r->op[i]);
+    enum { R_INNER = 1, R_ROOT = 2, R_TERM = 3 };
 
-    /* Leaf sets bottom-up; a tree with too many leaves is cut at its root's
-     * arguments. */
+    /* 1. Use counts (saturating at 2) and the kind of user. */
+#define COUNT_USE(a, kind)                                                   \
+    do {                                                                     \
+        if (uses[a] < 2) uses[a]++;                                          \
+        user[a] |= (kind);                                                   \
+    } while (0)
+    for (size_t i = 0; i < n; i++)
+        FOR_ARGS(r, i, COUNT_USE);
+    uses[r->out] = 2;
+
+    /* 2. Interior nodes: single use, by a scalar op. */
+    for (size_t i = 0; i < n; i++)
+        if (is_scalar((tape_op)r->op[i]))
+            role[i] = uses[i] == 1 && user[i] == U_SCALAR ? R_INNER : R_ROOT;
+
+    /* 3. Leaf sets bottom-up; a tree with too many leaves is cut at its
+     *    root's arguments, which become roots themselves. */
     for (size_t i = 0; i < n; i++) {
         if (!is_scalar((tape_op)r->op[i]))
             continue;
-        uint32_t arg[2], *li = ls + i * (STMT_K + 2);
+        uint32_t arg[2], *li = ls + i * LS;
         int na = scalar_args(r, i, arg), ok = 1;
         lc[i] = 0;
-        for (int q = 0; q < na; q++) {
+        for (int q = 0; q < na && ok; q++) {
             uint32_t a = arg[q];
             if (r->op[a] == OP_CONST)
                 continue;
-            if (inner[a]) {
-                const uint32_t *la = ls + (size_t)a * (STMT_K + 2);
+            if (role[a] == R_INNER) {
                 for (uint8_t j = 0; j < lc[a] && ok; j++)
-                    ok = add_leaf(li, &lc[i], la[j]);
+                    ok = add_leaf(li, &lc[i], ls[a * LS + j]);
             } else {
                 ok = add_leaf(li, &lc[i], a);
             }
@@ -137,103 +153,161 @@ static ad_status build(ad_tape *t)
                 uint32_t a = arg[q];
                 if (r->op[a] == OP_CONST)
                     continue;
-                inner[a] = 0;
+                if (role[a] == R_INNER)
+                    role[a] = R_ROOT;
                 add_leaf(li, &lc[i], a);
             }
         }
     }
+    /* A root used once, by a sum or dot, is swept inside it (a term). */
+    for (size_t i = 0; i < n; i++)
+        if (role[i] == R_ROOT && uses[i] == 1 && user[i] == U_VEC)
+            role[i] = R_TERM;
 
-    /* Owners top-down: each interior node belongs to its user's statement. */
-    for (size_t i = n; i-- > 0;) {
-        if (!is_scalar((tape_op)r->op[i]))
+    /* A sum/dot is a compound entry when at least one argument is a term;
+     * otherwise the plain node code (contiguous, vectorized) sweeps it. */
+    enum { R_COMP = 4 };
+    for (size_t i = 0; i < n; i++) {
+        tape_op op = (tape_op)r->op[i];
+        if (op != OP_SUM && op != OP_DOT)
             continue;
-        if (!inner[i])
+        vec_args g = vec_view(r, op == OP_DOT, r->a[i], r->b[i]);
+        for (uint32_t m = 0; m < g.n; m++)
+            if (role[vec_arg(&g, m)] == R_TERM) {
+                role[i] = R_COMP;
+                break;
+            }
+    }
+
+    /* 4. Owners top-down: an interior node belongs to its user's tree. */
+    for (size_t i = n; i-- > 0;) {
+        if (!role[i] || role[i] == R_COMP)
+            continue;
+        if (role[i] != R_INNER)
             owner[i] = (uint32_t)i;
         uint32_t arg[2];
         int na = scalar_args(r, i, arg);
         for (int q = 0; q < na; q++)
-            if (inner[arg[q]])
+            if (role[arg[q]] == R_INNER)
                 owner[arg[q]] = owner[i];
     }
-    /* Entries in node order: every non-interior node but matrix outputs. */
-    size_t nent = 0, nleaf = 0, ninner = 0, ngh = 0;
+
+    /* 5. Sizes of the streams. */
+    size_t nent = 0, ntm = 0, nst = 0, nleaf = 0, ngh = 0, ninner = 0, ncomp = 0;
     for (size_t i = 0; i < n; i++) {
         tape_op op = (tape_op)r->op[i];
-        if (op == OP_VOUT)
-            continue;
-        if (is_scalar(op)) {
+        if (role[i] && role[i] != R_COMP)
             ninner++;
-            if (inner[i])
-                continue;
-            size_t k = lc[i];
-            nleaf += k;
-            ngh += k + k * (k + 1) / 2;
-        }
+        if (op == OP_VOUT || op == OP_INPUT || role[i] == R_INNER || role[i] == R_TERM)
+            continue;
         nent++;
+        if (role[i] == R_ROOT) {
+            nst++;
+            nleaf += lc[i];
+            ngh += lc[i] + lc[i] * (lc[i] + 1u) / 2;
+        } else if (role[i] == R_COMP) {
+            vec_args g = vec_view(r, op == OP_DOT, r->a[i], r->b[i]);
+            ntm += g.n;
+            ncomp++;
+            for (uint32_t q = 0; q < g.n; q++) {
+                uint32_t a = vec_arg(&g, q);
+                if (role[a] == R_TERM) {
+                    nst++;
+                    nleaf += lc[a];
+                    ngh += lc[a] + lc[a] * (lc[a] + 1u) / 2;
+                }
+            }
+        }
     }
     s->node = tape_alloc((nent + 1) * sizeof *s->node, 0);
     s->k = tape_alloc(nent + 1, 0);
+    s->tk = tape_alloc(ntm + 1, 0);
+    s->tn = tape_alloc((ntm + 1) * sizeof *s->tn, 0);
+    s->sk = tape_alloc(nst + 1, 0);
+    s->cspan = tape_alloc((2 * ncomp + 2) * sizeof *s->cspan, 0);
     s->leaf = tape_alloc((nleaf + 1) * sizeof *s->leaf, 0);
-    s->inner_n = tape_alloc((nent + 1) * sizeof *s->inner_n, 1);
+    s->inner_n = tape_alloc((nst + 1) * sizeof *s->inner_n, 1);
     s->inner = tape_alloc((ninner + 1) * sizeof *s->inner, 0);
     s->gh = tape_alloc((ngh + 1) * sizeof *s->gh, 0);
-    ent_of = tape_alloc((n + 1) * sizeof *ent_of, 0);
-    base = tape_alloc((nent + 1) * sizeof *base, 0);
-    ent_fill = tape_alloc((nent + 1) * sizeof *ent_fill, 0);
-    if (!s->node || !s->k || !s->leaf || !s->inner_n || !s->inner || !s->gh || !ent_of || !base
-        || !ent_fill) {
-        st = AD_ENOMEM;
+    base = tape_alloc((nst + 1) * sizeof *base, 0);
+    fill = tape_alloc((nst + 1) * sizeof *fill, 1);
+    if (!s->node || !s->k || !s->tk || !s->tn || !s->sk || !s->cspan || !s->leaf || !s->inner_n || !s->inner
+        || !s->gh || !base || !fill)
         goto out;
-    }
-    size_t e = 0, lf = 0;
+
+    /* 6. Fill the streams in stream order. */
+    size_t e = 0, tp = 0, q = 0, lf = 0, nc = 0;
+#define ADD_STMT(root)                                                       \
+    do {                                                                     \
+        stmt_of[root] = (uint32_t)q;                                         \
+        s->sk[q++] = lc[root];                                               \
+        memcpy(s->leaf + lf, ls + (size_t)(root) * LS, lc[root] * sizeof *s->leaf); \
+        lf += lc[root];                                                      \
+    } while (0)
     for (size_t i = 0; i < n; i++) {
         tape_op op = (tape_op)r->op[i];
-        if (op == OP_VOUT || (is_scalar(op) && inner[i]))
+        if (op == OP_VOUT || op == OP_INPUT || role[i] == R_INNER || role[i] == R_TERM)
             continue;
         s->node[e] = (uint32_t)i;
-        s->k[e] = STMT_NODE;
-        if (is_scalar(op)) {
-            s->k[e] = lc[i];
-            memcpy(s->leaf + lf, ls + i * (STMT_K + 2), lc[i] * sizeof *s->leaf);
-            lf += lc[i];
-            ent_of[i] = (uint32_t)e;
+        if (role[i] == R_ROOT) {
+            s->k[e++] = lc[i];
+            ADD_STMT(i);
+        } else if (role[i] == R_COMP) {
+            s->k[e++] = STMT_COMP;
+            vec_args g = vec_view(r, op == OP_DOT, r->a[i], r->b[i]);
+            size_t gh0 = 0, lf0 = lf;
+            for (uint32_t m = 0; m < g.n; m++) {
+                uint32_t a = vec_arg(&g, m);
+                s->tn[tp] = a;
+                s->tk[tp++] = role[a] == R_TERM ? lc[a] : STMT_NODE;
+                if (role[a] == R_TERM) {
+                    gh0 += lc[a] + lc[a] * (lc[a] + 1u) / 2;
+                    ADD_STMT(a);
+                }
+            }
+            s->cspan[2 * nc] = gh0;
+            s->cspan[2 * nc + 1] = lf - lf0;
+            nc++;
+        } else {
+            s->k[e++] = STMT_NODE;
         }
-        e++;
     }
-    /* Interior lists, grouped by statement, each in node order (root last);
-     * pos[i] = i's place in its list (the preaccumulation's scratch slot). */
+#undef ADD_STMT
+
+    /* 7. Interior lists by statement, each in node order (root last);
+     *    pos[i] = i's place in its list. */
     for (size_t i = 0; i < n; i++)
-        if (is_scalar((tape_op)r->op[i]))
-            s->inner_n[ent_of[owner[i]]]++;
+        if (role[i] && role[i] != R_COMP)
+            s->inner_n[stmt_of[owner[i]]]++;
     size_t acc = 0, maxin = 1;
-    for (size_t q = 0; q < nent; q++) {
-        base[q] = acc;
-        acc += s->inner_n[q];
-        if (s->inner_n[q] > maxin)
-            maxin = s->inner_n[q];
+    for (size_t m = 0; m < nst; m++) {
+        base[m] = acc;
+        acc += s->inner_n[m];
+        if (s->inner_n[m] > maxin)
+            maxin = s->inner_n[m];
     }
-    /* Fill in node order, so each list comes out sorted with its root last. */
-    memset(ent_fill, 0, (nent + 1) * sizeof *ent_fill);
     for (size_t i = 0; i < n; i++) {
-        if (!is_scalar((tape_op)r->op[i]))
+        if (!role[i] || role[i] == R_COMP)
             continue;
-        uint32_t q = ent_of[owner[i]];
-        s->pos[i] = ent_fill[q]++;
-        s->inner[base[q] + s->pos[i]] = (uint32_t)i;
+        uint32_t m = stmt_of[owner[i]];
+        s->pos[i] = fill[m]++;
+        s->inner[base[m] + s->pos[i]] = (uint32_t)i;
     }
     s->work = tape_alloc(maxin * STMT_W * sizeof *s->work, 0);
-    if (!s->work) {
-        st = AD_ENOMEM;
+    if (!s->work)
         goto out;
-    }
     s->nent = nent;
+    s->ntm = ntm;
+    s->nst = nst;
     s->nleaf = nleaf;
     s->ngh = ngh;
     s->rec_id = r->id;
     s->rec = r;
     s->built = 1;
+    st = AD_OK;
 out:
-    free(uses); free(inner); free(ls); free(lc); free(owner); free(ent_of); free(base); free(ent_fill);
+    free(uses); free(user); free(role); free(lc); free(ls); free(owner); free(stmt_of);
+    free(base); free(fill);
     if (st)
         tape_stmts_free(s);   /* the caller falls back to the plain sweeps */
     return st;
@@ -248,11 +322,9 @@ static void preaccumulate(ad_tape *t)
     const uint32_t *L = s->leaf, *nodes = s->inner;
     double *gh = s->gh, *w = s->work;
     static const double zero[STMT_W];
-    for (size_t e = 0; e < s->nent; e++) {
-        unsigned k = s->k[e];
-        if (k == STMT_NODE)
-            continue;
-        size_t ni = s->inner_n[e];
+    for (size_t m = 0; m < s->nst; m++) {
+        unsigned k = s->sk[m];
+        size_t ni = s->inner_n[m];
         for (size_t q = 0; q < ni; q++) {
             uint32_t i = nodes[q], arg[2];
             double *g = w + q * STMT_W, *H = g + STMT_K;
@@ -319,48 +391,83 @@ ad_status tape_stmts_ready(ad_tape *t)
     return AD_OK;
 }
 
+/* ṙ = g·L̇ for a statement of K leaves (K a compile-time constant). */
+static inline __attribute__((always_inline)) double
+fwd_stmt(const double *restrict g, const uint32_t *restrict L, const double *restrict dot,
+         const unsigned K)
+{
+    double d = 0.0;
+    for (unsigned j = 0; j < K; j++)
+        d += g[j] * dot[L[j]];
+    return d;
+}
+
+#define GH_SIZE(k) ((k) + (k) * ((k) + 1u) / 2)
+
+/* The tangent of the statement at (gh, L), advancing both. */
+static inline __attribute__((always_inline)) double stmt_tangent(const double **gh, const uint32_t **L, const double *dot,
+                                  unsigned k)
+{
+    double d;
+    switch (k) {
+    case 0: d = 0.0; break;
+    case 1: d = fwd_stmt(*gh, *L, dot, 1); break;
+    case 2: d = fwd_stmt(*gh, *L, dot, 2); break;
+    case 3: d = fwd_stmt(*gh, *L, dot, 3); break;
+    default: d = fwd_stmt(*gh, *L, dot, 4); break;
+    }
+    *gh += GH_SIZE(k);
+    *L += k;
+    return d;
+}
+
 /* Forward: tangents of the entries; zeroes their adjoint tangents.  Inputs
- * are seeded first, in one plain loop: they are not entries' work. */
+ * are seeded first, in one plain loop.  The output's own tangent is never
+ * read, so a compound output only advances over its terms. */
 void tape_stmts_tangent(ad_tape *t, const double *v)
 {
     const tape_rec *r = t->rec;
     const tape_stmts *s = &t->st;
-    const double *restrict val = t->val, *restrict gh = s->gh;
-    const uint32_t *restrict L = s->leaf, *restrict node = s->node, *restrict in = r->in;
-    const uint8_t *restrict kk = s->k;
+    const double *restrict val = t->val, *gh = s->gh;
+    const uint32_t *L = s->leaf, *restrict node = s->node, *restrict in = r->in;
+    const uint32_t *restrict tn = s->tn;
+    const uint8_t *restrict kk = s->k, *restrict tk = s->tk;
     double *restrict dot = t->dot, *restrict adot = t->adot;
     const size_t nent = s->nent, nin = r->nin;
-    for (size_t j = 0; j < nin; j++) {
-        dot[in[j]] = v[j];
-        adot[in[j]] = 0.0;
+    size_t tp = 0, nc = 0;
+    if (r->in_contig) {
+        memcpy(dot + in[0], v, nin * sizeof *dot);
+        memset(adot + in[0], 0, nin * sizeof *adot);
+    } else {
+        for (size_t j = 0; j < nin; j++) {
+            dot[in[j]] = v[j];
+            adot[in[j]] = 0.0;
+        }
     }
     for (size_t e = 0; e < nent; e++) {
         const uint32_t i = node[e];
-        double d;
-        switch (kk[e]) {
-        case 0:
-            d = 0.0;
-            break;
-        case 1:
-            d = gh[0] * dot[L[0]];
-            gh += 2; L += 1;
-            break;
-        case 2:
-            d = gh[0] * dot[L[0]] + gh[1] * dot[L[1]];
-            gh += 5; L += 2;
-            break;
-        case 3:
-            d = gh[0] * dot[L[0]] + gh[1] * dot[L[1]] + gh[2] * dot[L[2]];
-            gh += 9; L += 3;
-            break;
-        case 4:
-            d = gh[0] * dot[L[0]] + gh[1] * dot[L[1]] + gh[2] * dot[L[2]] + gh[3] * dot[L[3]];
-            gh += 14; L += 4;
-            break;
-        default: {   /* STMT_NODE */
+        const unsigned k = kk[e];
+        if (k <= STMT_K) {
+            dot[i] = stmt_tangent(&gh, &L, dot, k);
+            adot[i] = 0.0;
+        } else if (k == STMT_COMP) {
+            vec_args g = vec_view(r, r->op[i] == OP_DOT, r->a[i], r->b[i]);
+            double sum = 0.0;
+            if (i == r->out) {
+                gh += s->cspan[2 * nc];
+                L += s->cspan[2 * nc + 1];
+                tp += g.n;
+            } else {
+                for (uint32_t m = 0; m < g.n; m++, tp++) {
+                    double d = tk[tp] == STMT_NODE ? dot[tn[tp]] : stmt_tangent(&gh, &L, dot, tk[tp]);
+                    sum += g.c ? g.c[m] * d : d;
+                }
+            }
+            dot[i] = sum;
+            adot[i] = 0.0;
+            nc++;
+        } else {
             tape_op op = (tape_op)r->op[i];
-            if (op == OP_INPUT)
-                continue;
             if (op == OP_CONST)
                 dot[i] = 0.0;
             else
@@ -368,11 +475,7 @@ void tape_stmts_tangent(ad_tape *t, const double *v)
             adot[i] = 0.0;
             if (op == OP_MATVEC || op == OP_SPMV)
                 memset(adot + i + 1, 0, r->mat[r->a[i]].m * sizeof *adot);
-            continue;
         }
-        }
-        dot[i] = d;
-        adot[i] = 0.0;
     }
 }
 
@@ -401,97 +504,150 @@ rev_stmt(const double *restrict g, const uint32_t *restrict L, double yb, double
         adot[L[j]] += acc[j];
 }
 
-/* Reverse: adjoint tangents through the entries, at cached adjoints. */
+/* The statement ending at (gh, L), walking both backwards. */
+static inline __attribute__((always_inline)) void stmt_reverse(const double **gh, const uint32_t **L, double yb, double ybd,
+                                const double *dot, double *adot, unsigned k)
+{
+    *gh -= GH_SIZE(k);
+    *L -= k;
+    switch (k) {
+    case 0: break;
+    case 1: rev_stmt(*gh, *L, yb, ybd, dot, adot, 1); break;
+    case 2: rev_stmt(*gh, *L, yb, ybd, dot, adot, 2); break;
+    case 3: rev_stmt(*gh, *L, yb, ybd, dot, adot, 3); break;
+    default: rev_stmt(*gh, *L, yb, ybd, dot, adot, 4); break;
+    }
+}
+
+/* Reverse: adjoint tangents through the entries, at cached adjoints.  The
+ * terms of a compound get r̄ = c ȳ and ṙ̄ = c ẏ̄ from it directly. */
 void tape_stmts_reverse(ad_tape *t)
 {
     const tape_rec *r = t->rec;
     const tape_stmts *s = &t->st;
-    const double *restrict val = t->val, *restrict dot = t->dot, *restrict gh = s->gh + s->ngh;
-    const uint32_t *restrict L = s->leaf + s->nleaf, *restrict node = s->node;
-    const uint8_t *restrict kk = s->k;
+    const double *restrict val = t->val, *restrict dot = t->dot, *gh = s->gh + s->ngh;
+    const uint32_t *L = s->leaf + s->nleaf, *restrict node = s->node, *restrict tn = s->tn;
+    const uint8_t *restrict kk = s->k, *restrict tk = s->tk;
     double *restrict adj = t->adj, *restrict adot = t->adot;
+    size_t tp = s->ntm;
     for (size_t e = s->nent; e-- > 0;) {
         const uint32_t i = node[e];
-        switch (kk[e]) {
-        case 0:
-            break;
-        case 1:
-            L -= 1; gh -= 2;
-            rev_stmt(gh, L, adj[i], adot[i], dot, adot, 1);
-            break;
-        case 2:
-            L -= 2; gh -= 5;
-            rev_stmt(gh, L, adj[i], adot[i], dot, adot, 2);
-            break;
-        case 3:
-            L -= 3; gh -= 9;
-            rev_stmt(gh, L, adj[i], adot[i], dot, adot, 3);
-            break;
-        case 4:
-            L -= 4; gh -= 14;
-            rev_stmt(gh, L, adj[i], adot[i], dot, adot, 4);
-            break;
-        default: {
+        const unsigned k = kk[e];
+        if (k <= STMT_K) {
+            stmt_reverse(&gh, &L, adj[i], adot[i], dot, adot, k);
+        } else if (k == STMT_COMP) {
+            vec_args g = vec_view(r, r->op[i] == OP_DOT, r->a[i], r->b[i]);
+            double yb = adj[i], ybd = adot[i];
+            for (uint32_t m = g.n; m-- > 0;) {
+                double c = g.c ? g.c[m] : 1.0;
+                tp--;
+                if (tk[tp] == STMT_NODE)
+                    adot[tn[tp]] += c * ybd;
+                else
+                    stmt_reverse(&gh, &L, c * yb, c * ybd, dot, adot, tk[tp]);
+            }
+        } else {
             tape_op op = (tape_op)r->op[i];
-            if (op != OP_INPUT && op != OP_CONST)
+            if (op != OP_CONST)
                 sweep_node_reverse_hvp(r, val, dot, adj, adot, t->scr, i);
-            break;
-        }
         }
     }
 }
 
-/* Vector mode: TAPE_LANES directions per pass, V (k×n) seeding the inputs. */
+/* ---- vector mode: TAPE_LANES directions per pass ----------------------- */
+
+enum { LN = TAPE_LANES };
+
+static inline __attribute__((always_inline)) void
+fwd_lanes_stmt(const double *restrict g, const uint32_t *restrict L,
+               const double *restrict dotk, double *restrict y, double c, const unsigned K)
+{
+    for (unsigned j = 0; j < K; j++) {
+        const double *d = dotk + (size_t)L[j] * LN;
+        double w = c * g[j];
+        for (size_t l = 0; l < LN; l++)
+            y[l] += w * d[l];
+    }
+}
+
+/* y (LN lanes) += c · (statement tangent), advancing gh and L. */
+static inline __attribute__((always_inline)) void stmt_tangent_lanes(const double **gh, const uint32_t **L, const double *dotk,
+                                      double *y, double c, unsigned k)
+{
+    switch (k) {
+    case 0: break;
+    case 1: fwd_lanes_stmt(*gh, *L, dotk, y, c, 1); break;
+    case 2: fwd_lanes_stmt(*gh, *L, dotk, y, c, 2); break;
+    case 3: fwd_lanes_stmt(*gh, *L, dotk, y, c, 3); break;
+    default: fwd_lanes_stmt(*gh, *L, dotk, y, c, 4); break;
+    }
+    *gh += GH_SIZE(k);
+    *L += k;
+}
+
+/* V (k×n) seeds the inputs; lanes past k are zero. */
 void tape_stmts_tangent_lanes(ad_tape *t, const double *V, size_t k, size_t n)
 {
-    enum { LN = TAPE_LANES };
     const tape_rec *r = t->rec;
     const tape_stmts *s = &t->st;
     const double *val = t->val, *gh = s->gh;
-    const uint32_t *L = s->leaf;
+    const uint32_t *L = s->leaf, *tn = s->tn;
+    const uint8_t *tk = s->tk;
     double *dotk = t->dotk, *adotk = t->adotk;
+    size_t tp = 0;
+    for (size_t j = 0; j < r->nin; j++) {
+        double *y = dotk + (size_t)r->in[j] * LN;
+        for (size_t l = 0; l < LN; l++)
+            y[l] = l < k ? V[l * n + j] : 0.0;
+        memset(adotk + (size_t)r->in[j] * LN, 0, LN * sizeof *adotk);
+    }
     for (size_t e = 0; e < s->nent; e++) {
         uint32_t i = s->node[e];
         unsigned k2 = s->k[e];
         double *y = dotk + (size_t)i * LN;
-        if (k2 == STMT_NODE) {
+        if (k2 <= STMT_K) {
+            double acc[LN] = {0};
+            stmt_tangent_lanes(&gh, &L, dotk, acc, 1.0, k2);
+            memcpy(y, acc, sizeof acc);
+        } else if (k2 == STMT_COMP) {
+            vec_args g = vec_view(r, r->op[i] == OP_DOT, r->a[i], r->b[i]);
+            double acc[LN] = {0};
+            for (uint32_t m = 0; m < g.n; m++, tp++) {
+                double c = g.c ? g.c[m] : 1.0;
+                if (tk[tp] == STMT_NODE) {
+                    const double *d = dotk + (size_t)tn[tp] * LN;
+                    for (size_t l = 0; l < LN; l++)
+                        acc[l] += c * d[l];
+                } else {
+                    stmt_tangent_lanes(&gh, &L, dotk, acc, c, tk[tp]);
+                }
+            }
+            memcpy(y, acc, sizeof acc);
+        } else {
             tape_op op = (tape_op)r->op[i];
-            if (op == OP_INPUT)
-                for (size_t l = 0; l < LN; l++)
-                    y[l] = l < k ? V[l * n + r->a[i]] : 0.0;
-            else if (op == OP_CONST)
+            if (op == OP_CONST)
                 memset(y, 0, LN * sizeof *y);
             else
                 sweep_node_tangent_lanes(r, val, dotk, t->scr, i);
-            memset(adotk + (size_t)i * LN, 0, LN * sizeof *adotk);
             if (op == OP_MATVEC || op == OP_SPMV)
                 memset(adotk + ((size_t)i + 1) * LN, 0, (size_t)r->mat[r->a[i]].m * LN * sizeof *adotk);
-            continue;
         }
-        double acc[LN] = {0};
-        for (unsigned j = 0; j < k2; j++) {
-            const double *d = dotk + (size_t)L[j] * LN;
-            for (size_t l = 0; l < LN; l++)
-                acc[l] += gh[j] * d[l];
-        }
-        memcpy(y, acc, sizeof acc);
         memset(adotk + (size_t)i * LN, 0, LN * sizeof *adotk);
-        gh += k2 + k2 * (k2 + 1) / 2;
-        L += k2;
     }
 }
 
-/* One statement of the lane reverse sweep; K is a compile-time constant in
- * each instantiation so the lane loops vectorize. */
+/* One statement of the lane reverse sweep (K a compile-time constant):
+ * yb the statement's adjoint, ybd (lanes) its adjoint tangents times c. */
 static inline __attribute__((always_inline)) void
-rev_lanes_stmt(const double *g, const double *H, const uint32_t *L, double yb,
-               const double *ybd, const double *dotk, double *adotk, const unsigned K)
+rev_lanes_stmt(const double *restrict g, const uint32_t *restrict L, double yb,
+               const double *restrict ybd, double c, const double *restrict dotk,
+               double *restrict adotk, const unsigned K)
 {
-    enum { LN = TAPE_LANES };
+    const double *H = g + K;
     double acc[STMT_K][LN];
     for (unsigned j = 0; j < K; j++)
         for (size_t l = 0; l < LN; l++)
-            acc[j][l] = ybd[l] * g[j];
+            acc[j][l] = c * ybd[l] * g[j];
     for (unsigned j = 0; j < K; j++) {
         const double *dj = dotk + (size_t)L[j] * LN;
         for (unsigned m = j; m < K; m++) {
@@ -512,33 +668,56 @@ rev_lanes_stmt(const double *g, const double *H, const uint32_t *L, double yb,
     }
 }
 
+static inline __attribute__((always_inline)) void stmt_reverse_lanes(const double **gh, const uint32_t **L, double yb,
+                                      const double *ybd, double c, const double *dotk,
+                                      double *adotk, unsigned k)
+{
+    *gh -= GH_SIZE(k);
+    *L -= k;
+    switch (k) {
+    case 0: break;
+    case 1: rev_lanes_stmt(*gh, *L, yb, ybd, c, dotk, adotk, 1); break;
+    case 2: rev_lanes_stmt(*gh, *L, yb, ybd, c, dotk, adotk, 2); break;
+    case 3: rev_lanes_stmt(*gh, *L, yb, ybd, c, dotk, adotk, 3); break;
+    default: rev_lanes_stmt(*gh, *L, yb, ybd, c, dotk, adotk, 4); break;
+    }
+}
+
 void tape_stmts_reverse_lanes(ad_tape *t)
 {
-    enum { LN = TAPE_LANES };
     const tape_rec *r = t->rec;
     const tape_stmts *s = &t->st;
     const double *val = t->val, *dotk = t->dotk, *gh = s->gh + s->ngh;
-    const uint32_t *L = s->leaf + s->nleaf;
+    const uint32_t *L = s->leaf + s->nleaf, *tn = s->tn;
+    const uint8_t *tk = s->tk;
     const double *adj = t->adj;
     double *adotk = t->adotk;
+    size_t tp = s->ntm;
     for (size_t e = s->nent; e-- > 0;) {
         uint32_t i = s->node[e];
         unsigned k = s->k[e];
-        if (k == STMT_NODE) {
-            tape_op op = (tape_op)r->op[i];
-            if (op != OP_INPUT && op != OP_CONST)
-                sweep_node_reverse_lanes(r, val, dotk, adj, adotk, t->scr, i);
-            continue;
-        }
-        L -= k;
-        gh -= k + k * (k + 1) / 2;
         const double *ybd = adotk + (size_t)i * LN;
-        switch (k) {
-        case 0: break;
-        case 1: rev_lanes_stmt(gh, gh + 1, L, adj[i], ybd, dotk, adotk, 1); break;
-        case 2: rev_lanes_stmt(gh, gh + 2, L, adj[i], ybd, dotk, adotk, 2); break;
-        case 3: rev_lanes_stmt(gh, gh + 3, L, adj[i], ybd, dotk, adotk, 3); break;
-        default: rev_lanes_stmt(gh, gh + 4, L, adj[i], ybd, dotk, adotk, 4); break;
+        if (k <= STMT_K) {
+            stmt_reverse_lanes(&gh, &L, adj[i], ybd, 1.0, dotk, adotk, k);
+        } else if (k == STMT_COMP) {
+            vec_args g = vec_view(r, r->op[i] == OP_DOT, r->a[i], r->b[i]);
+            double yb = adj[i], yd[LN];
+            memcpy(yd, ybd, sizeof yd);   /* terms may write near ybd */
+            for (uint32_t m = g.n; m-- > 0;) {
+                double c = g.c ? g.c[m] : 1.0;
+                tp--;
+                if (tk[tp] == STMT_NODE) {
+                    double *a = adotk + (size_t)tn[tp] * LN;
+                    for (size_t l = 0; l < LN; l++)
+                        a[l] += c * yd[l];
+                } else {
+                    stmt_reverse_lanes(&gh, &L, c * yb, yd, c, dotk, adotk, tk[tp]);
+                }
+            }
+        } else {
+            tape_op op = (tape_op)r->op[i];
+            if (op != OP_CONST)
+                sweep_node_reverse_lanes(r, val, dotk, adj, adotk, t->scr, i);
         }
     }
 }

@@ -111,6 +111,9 @@ void tape_rec_finish(tape_rec *r)
         if ((size_t)r->in[j] + 1 > end)
             end = (size_t)r->in[j] + 1;
     r->end = end;
+    r->in_contig = r->nin > 0;
+    for (size_t j = 1; j < r->nin && r->in_contig; j++)
+        r->in_contig = r->in[j] == r->in[0] + j;
 }
 
 const char *tape_op_name(tape_op op)
@@ -266,8 +269,8 @@ size_t ad_tape_memory(const ad_tape *t)
            + r->capmat * sizeof(tape_mat) + r->capcmp * sizeof(tape_cmp) + r->capin * 4;
     const tape_stmts *st = &t->st;
     if (st->built)
-        s += 5 * st->nent + 4 * (st->nleaf + st->nent + (st->rec ? st->rec->end : 0))
-           + 8 * st->ngh;
+        s += 5 * st->nent + 5 * st->ntm + st->nst + 4 * (st->nleaf + st->nst)
+           + 4 * 2 * (st->rec ? st->rec->end : 0) + 8 * st->ngh;
     s += 8 * (t->capval + t->capadj + t->capdot + t->capadot + t->cape12
               + t->capdotk + t->capadotk + t->capscr + t->capxc);
     return s;

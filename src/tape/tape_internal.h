@@ -124,6 +124,7 @@ typedef struct tape_rec {
     tape_mat *mat; size_t nmat, capmat;
     tape_cmp *cmp; size_t ncmp, capcmp;
     uint32_t *in;  size_t nin, capin;   /* node of each input */
+    int in_contig;                      /* inputs are nodes in[0], in[0]+1, … */
     uint32_t out;
     int has_out;
     int complete;           /* ended without a structural error */
@@ -156,17 +157,23 @@ static inline vec_args vec_view(const tape_rec *r, int is_dot, uint32_t a, uint3
 #define STMT_K 4                         /* leaves per statement at most    */
 #define STMT_W (STMT_K + STMT_K * STMT_K) /* scratch doubles per inner node  */
 #define STMT_NODE 255                    /* entry k: a plain node           */
+#define STMT_COMP 254                    /* entry k: a compound sum/dot     */
 
 typedef struct tape_stmts {
     const tape_rec *rec;   /* built for this recording (and rec_id)         */
     uint32_t rec_id;
     int built, valid;
     uint64_t epoch;        /* gh holds the values at the point of this epoch */
-    size_t nent, nleaf, ngh;
-    uint32_t *node;        /* entry -> node (a statement's root)             */
-    uint8_t *k;            /* leaves of the statement, or STMT_NODE          */
-    uint32_t *leaf;        /* the statements' leaves, in entry order         */
-    uint32_t *inner_n;     /* nodes inside each entry's statement            */
+    size_t nent, ntm, nst, nleaf, ngh;
+    uint32_t *node;        /* entry -> node                                  */
+    uint8_t *k;            /* entry: statement of k leaves, STMT_NODE, or
+                              STMT_COMP (a sum/dot sweeping its terms)      */
+    uint8_t *tk;           /* term of a compound: k leaves, or STMT_NODE     */
+    uint32_t *tn;          /* term -> its argument node                      */
+    uint8_t *sk;           /* statement -> its leaf count (stream order)     */
+    size_t *cspan;         /* compound -> values and leaves its terms span   */
+    uint32_t *leaf;        /* the statements' leaves, in stream order        */
+    uint32_t *inner_n;     /* nodes inside each statement                    */
     uint32_t *inner;       /* those nodes, grouped by statement, root last   */
     uint32_t *pos;         /* node -> its place in its statement's list      */
     double *gh;            /* per statement: g (k), then upper H (k(k+1)/2)  */
