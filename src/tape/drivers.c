@@ -62,8 +62,8 @@ static ad_status buffers(ad_tape *t, int need_adj, int need_dot)
     size_t n = t->rec->n + 1;
     if (!tape_buf(&t->val, &t->capval, n) || !tape_buf(&t->scr, &t->capscr, t->rec->max_scratch + 1)
         || !tape_buf(&t->xc, &t->capxc, t->rec->nin + 1)
-        || (need_adj && !tape_buf(&t->adj, &t->capadj, n))
-        || (need_dot && (!tape_buf(&t->dot, &t->capdot, n) || !tape_buf(&t->adot, &t->capadot, n))))
+        || (need_adj && !tape_scratch(&t->adj, &t->capadj, n))
+        || (need_dot && !tape_dots(t, n)))
         return tape_set_error(t, AD_ENOMEM, "out of memory for sweep buffers");
     return AD_OK;
 }
@@ -100,13 +100,10 @@ static ad_status settle(ad_tape *t, const double *x, int *rerecorded)
         *rerecorded = 1;
         if (s == AD_EDOMAIN)
             return domain_error(t, 0, "f");
-        if ((s = tape_ready(t)))
+        if ((s = tape_ready(t)) || (s = buffers(t, 1, 1)))
             return s;
-        if (t->rec->optimized && !t->val_ok)
+        if (!t->val_ok)   /* optimized: values again, in the new numbering */
             sweep_value_only(t->rec, t->val, x, t->scr, 0, t->rec->end);
-        s = buffers(t, 1, 1);
-        if (s)
-            return s;
     }
     memcpy(t->xc, x, t->rec->nin * sizeof *x);
     t->val_ok = 1;
@@ -263,8 +260,8 @@ static ad_status batch(ad_tape *t, const double *x, size_t k, const double *V, d
     size_t n = r->nin, nodes = r->n + 1;
     if (nodes > SIZE_MAX / TAPE_LANES)
         return tape_set_error(t, AD_ELIMIT, "%s: lane buffers would overflow size_t", fn);
-    if (!tape_buf(&t->dotk, &t->capdotk, nodes * TAPE_LANES)
-        || !tape_buf(&t->adotk, &t->capadotk, nodes * TAPE_LANES))
+    if (!tape_scratch(&t->dotk, &t->capdotk, nodes * TAPE_LANES)
+        || !tape_scratch(&t->adotk, &t->capadotk, nodes * TAPE_LANES))
         return tape_set_error(t, AD_ENOMEM, "%s: out of memory for lane buffers", fn);
     /* More than one pass at this x: preaccumulated statements pay for
      * themselves (no partials recomputed per pass, no ops inside them). */
@@ -311,7 +308,7 @@ ad_status ad_hess_form(ad_tape *t, const double *x, const double *v, const doubl
         return s;
     /* Sized after the value sweep: it may have re-recorded a larger tape
      * (settle() resizes the per-node buffers, not this one). */
-    if (!tape_buf(&t->e12, &t->cape12, t->rec->n + 1))
+    if (!tape_scratch(&t->e12, &t->cape12, t->rec->n + 1))
         return tape_set_error(t, AD_ENOMEM, "ad_hess_form: out of memory");
     const tape_rec *r = t->rec;
     /* dot and adot serve as the ε1 and ε2 parts: scratch between calls. */

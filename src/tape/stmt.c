@@ -58,8 +58,8 @@ static int add_leaf(uint32_t *ls, uint8_t *cnt, uint32_t a)
     for (uint8_t j = 0; j < *cnt; j++)
         if (ls[j] == a)
             return 1;
-    if (*cnt >= STMT_K + 2)
-        return 0;
+    if (*cnt >= STMT_K + 1)
+        return 0;                  /* one past STMT_K: the caller cuts */
     ls[(*cnt)++] = a;
     return 1;
 }
@@ -99,10 +99,13 @@ static ad_status build(ad_tape *t)
     tape_stmts *s = &t->st;
     tape_stmts_free(s);
     const size_t n = r->end;
-    const size_t LS = STMT_K + 2;
+    const size_t LS = STMT_K + 1;
     uint8_t *uses = tape_alloc(n + 1, 1), *user = tape_alloc(n + 1, 1);
     uint8_t *role = tape_alloc(n + 1, 1), *lc = tape_alloc(n + 1, 1);
-    uint32_t *ls = tape_alloc((n + 1) * LS * sizeof *ls, 0);
+    /* Leaf sets: LS u32 per node, in the dot block (scratch until the
+     * sweeps that follow the build). */
+    _Static_assert((STMT_K + 1) * sizeof(uint32_t) <= 2 * sizeof(double), "leaf sets fit");
+    uint32_t *ls = tape_dots(t, n + 1) ? (uint32_t *)t->dot : NULL;
     uint32_t *owner = tape_alloc((n + 1) * sizeof *owner, 0);
     uint32_t *stmt_of = tape_alloc((n + 1) * sizeof *stmt_of, 0);
     size_t *base = NULL;
@@ -306,7 +309,7 @@ static ad_status build(ad_tape *t)
     s->built = 1;
     st = AD_OK;
 out:
-    free(uses); free(user); free(role); free(lc); free(ls); free(owner); free(stmt_of);
+    free(uses); free(user); free(role); free(lc); free(owner); free(stmt_of);
     free(base); free(fill);
     if (st)
         tape_stmts_free(s);   /* the caller falls back to the plain sweeps */
@@ -514,8 +517,7 @@ static inline __attribute__((always_inline)) void stmt_reverse(const double **gh
     case 0: break;
     case 1: rev_stmt(*gh, *L, yb, ybd, dot, adot, 1); break;
     case 2: rev_stmt(*gh, *L, yb, ybd, dot, adot, 2); break;
-    case 3: rev_stmt(*gh, *L, yb, ybd, dot, adot, 3); break;
-    default: rev_stmt(*gh, *L, yb, ybd, dot, adot, 4); break;
+    default: rev_stmt(*gh, *L, yb, ybd, dot, adot, 3); break;   /* STMT_K */
     }
 }
 
@@ -578,8 +580,7 @@ static inline __attribute__((always_inline)) void stmt_tangent_lanes(const doubl
     case 0: break;
     case 1: fwd_lanes_stmt(*gh, *L, dotk, y, c, 1); break;
     case 2: fwd_lanes_stmt(*gh, *L, dotk, y, c, 2); break;
-    case 3: fwd_lanes_stmt(*gh, *L, dotk, y, c, 3); break;
-    default: fwd_lanes_stmt(*gh, *L, dotk, y, c, 4); break;
+    default: fwd_lanes_stmt(*gh, *L, dotk, y, c, 3); break;   /* STMT_K */
     }
     *gh += GH_SIZE(k);
     *L += k;
@@ -678,8 +679,7 @@ static inline __attribute__((always_inline)) void stmt_reverse_lanes(const doubl
     case 0: break;
     case 1: rev_lanes_stmt(*gh, *L, yb, ybd, c, dotk, adotk, 1); break;
     case 2: rev_lanes_stmt(*gh, *L, yb, ybd, c, dotk, adotk, 2); break;
-    case 3: rev_lanes_stmt(*gh, *L, yb, ybd, c, dotk, adotk, 3); break;
-    default: rev_lanes_stmt(*gh, *L, yb, ybd, c, dotk, adotk, 4); break;
+    default: rev_lanes_stmt(*gh, *L, yb, ybd, c, dotk, adotk, 3); break;   /* STMT_K */
     }
 }
 

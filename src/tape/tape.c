@@ -15,11 +15,16 @@ int tape_grow(void **p, size_t *cap, size_t need, size_t elem)
 {
     if (need <= *cap)
         return 1;
-    size_t nc = *cap ? *cap : 64;
+    /* ×1.5: at most half the block is slack (×2 left up to 2× the tape's
+     * size resident, and glibc keeps freed blocks under the benchmark's
+     * malloc settings). */
+    /* A first block is exact (sweep buffers after the optimizer); growth
+     * from there is geometric. */
+    size_t nc = *cap ? *cap : (need > 64 ? need : 64);
     while (nc < need) {
-        if (nc > SIZE_MAX / 2)
+        if (nc > SIZE_MAX / 3)
             return 0;
-        nc *= 2;
+        nc += nc / 2;
     }
     if (nc > SIZE_MAX / elem)
         return 0;
@@ -63,6 +68,23 @@ int tape_buf(double **p, size_t *cap, size_t need)
     return tape_grow((void **)p, cap, need, sizeof(double));
 }
 
+/* A sweep buffer: scratch sized exactly to the recording (contents are not
+ * kept when it grows, so no slack and no copy). */
+int tape_scratch(double **p, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 1;
+    if (need > SIZE_MAX / sizeof(double))
+        return 0;
+    double *q = tape_alloc(need * sizeof *q, 0);
+    if (!q)
+        return 0;
+    free(*p);
+    *p = q;
+    *cap = need;
+    return 1;
+}
+
 ad_status tape_set_error(ad_tape *t, ad_status s, const char *fmt, ...)
 {
     va_list ap;
@@ -103,13 +125,40 @@ void tape_rec_release(tape_rec *r)
         rec_free(r);
 }
 
-/* Sets the sweep range once a recording is complete. */
+/* The tangent and adjoint-tangent buffers, one block of 2·need doubles:
+ * scratch between calls, so growth does not copy, and the statement builder
+ * borrows the block (16 bytes per node) for its leaf sets. */
+int tape_dots(ad_tape *t, size_t need)
+{
+    if (need <= t->capdot)
+        return 1;
+    size_t cap = need;   /* exact: sized to the recording, no growth slack */
+    if (cap > SIZE_MAX / 16)
+        return 0;
+    double *p = tape_alloc(2 * cap * sizeof *p, 0);
+    if (!p)
+        return 0;
+    free(t->dot);
+    t->dot = p;
+    t->adot = p + cap;
+    t->capdot = cap;
+    return 1;
+}
+
+/* Sets the sweep range once a recording is complete: the output, every
+ * input and every compared node. */
 void tape_rec_finish(tape_rec *r)
 {
     size_t end = (size_t)r->out + 1;
     for (size_t j = 0; j < r->nin; j++)
         if ((size_t)r->in[j] + 1 > end)
             end = (size_t)r->in[j] + 1;
+    /* Compared nodes may come after the output: replays must value them. */
+    for (size_t k = 0; k < r->ncmp; k++) {
+        size_t m = (r->cmp[k].a > r->cmp[k].b ? r->cmp[k].a : r->cmp[k].b) + (size_t)1;
+        if (m > end)
+            end = m;
+    }
     r->end = end;
     r->in_contig = r->nin > 0;
     for (size_t j = 1; j < r->nin && r->in_contig; j++)
@@ -173,6 +222,11 @@ ad_status tape_ready(ad_tape *t)
     t->rec = o;
     tape_rec_release(r);
     t->val_ok = t->adj_ok = 0;
+    /* The value buffer grew with the raw recording and holds nothing of use
+     * now: let the sweeps allocate it at the optimized size (peak memory). */
+    free(t->val);
+    t->val = NULL;
+    t->capval = 0;
     return AD_OK;
 }
 
@@ -210,7 +264,7 @@ void ad_tape_free(ad_tape *t)
     if (tape_active == t)
         tape_active = NULL;
     tape_rec_release(t->rec);
-    free(t->val); free(t->adj); free(t->dot); free(t->adot); free(t->e12);
+    free(t->val); free(t->adj); free(t->dot); free(t->e12);   /* adot lives in dot's block */
     free(t->dotk); free(t->adotk); free(t->scr); free(t->xc);
     tape_stmts_free(&t->st);
     free(t);
@@ -271,7 +325,7 @@ size_t ad_tape_memory(const ad_tape *t)
     if (st->built)
         s += 5 * st->nent + 5 * st->ntm + st->nst + 4 * (st->nleaf + st->nst)
            + 4 * 2 * (st->rec ? st->rec->end : 0) + 8 * st->ngh;
-    s += 8 * (t->capval + t->capadj + t->capdot + t->capadot + t->cape12
+    s += 8 * (t->capval + t->capadj + 2 * t->capdot + t->cape12
               + t->capdotk + t->capadotk + t->capscr + t->capxc);
     return s;
 }

@@ -154,7 +154,9 @@ static inline vec_args vec_view(const tape_rec *r, int is_dot, uint32_t a, uint3
 #define TAPE_LANES 8
 
 /* Preaccumulated statements (stmt.c). */
-#define STMT_K 4                         /* leaves per statement at most    */
+#define STMT_K 3                         /* leaves per statement at most:
+                                            STMT_K + 1 leaf slots per node
+                                            fit the dot block (16 bytes)    */
 #define STMT_W (STMT_K + STMT_K * STMT_K) /* scratch doubles per inner node  */
 #define STMT_NODE 255                    /* entry k: a plain node           */
 #define STMT_COMP 254                    /* entry k: a compound sum/dot     */
@@ -197,7 +199,7 @@ struct ad_tape {
     double *val;  size_t capval;
     double *adj;  size_t capadj;
     double *dot;  size_t capdot;
-    double *adot; size_t capadot;   /* adjoint tangents (reverse of the HVP) */
+    double *adot;                   /* adjoint tangents: in dot's block      */
     double *e12;  size_t cape12;    /* hyper-dual ε₁ε₂ parts                  */
     double *dotk; size_t capdotk;   /* TAPE_LANES tangents per node           */
     double *adotk; size_t capadotk;
@@ -216,6 +218,8 @@ struct ad_tape {
 int tape_grow(void **p, size_t *cap, size_t need, size_t elem);
 int tape_buf(double **p, size_t *cap, size_t need);
 void *tape_alloc(size_t bytes, int zero);
+int tape_dots(ad_tape *t, size_t need);
+int tape_scratch(double **p, size_t *cap, size_t need);
 ad_status tape_set_error(ad_tape *t, ad_status s, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 tape_rec *tape_rec_new(void);
