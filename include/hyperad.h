@@ -138,12 +138,16 @@ AD_API ad_status ad_tape_set_optimize(ad_tape *t, int on);
 
 /* Switches preaccumulated statements for repeated HVPs at one x (default
  * on, or off when the environment variable HYPERAD_PREACC is "0" when the
- * tape is made).  From the second ad_hvp at the same x on, each tree of
- * single-use scalar ops (at most 4 leaves) is swept as one entry holding its
- * local gradient and Hessian, so an HVP there costs time independent of the
- * ops inside a statement.  Extra memory per handle: about 4 bytes per node
- * plus 8·(k + k(k+1)/2) bytes per statement of k leaves.  Same results up to
- * rounding.  Errors: AD_EINVAL (NULL). */
+ * tape is made).  Each tree of single-use scalar ops (at most 3 leaves) is
+ * swept as one entry holding its local gradient and Hessian at x, so an HVP
+ * there costs time independent of the ops inside a statement (≈ 1/3 of a
+ * plain HVP on Rosenbrock), after one preaccumulation pass per point (≈ 1.5
+ * plain HVPs).  Used by ad_hessian and ad_hvp_batch (more than 8
+ * directions), and by ad_hvp from the third call at one x, or from the first
+ * at a cached x when earlier points had 3 or more HVPs each on average (CG).
+ * Extra memory per handle: about 9 bytes per node plus 8·(k + k(k+1)/2)
+ * bytes per statement of k leaves.  Same results as the plain sweeps up to
+ * rounding (a few ulps).  Errors: AD_EINVAL (NULL). */
 AD_API ad_status ad_tape_set_preaccumulate(ad_tape *t, int on);
 
 /* Runs the optimizer now (it otherwise runs at the first driver call), so
@@ -498,13 +502,14 @@ typedef enum ad_logreg_storage {
 } ad_logreg_storage;
 
 /* Reads a data file into d (zeroed first).  Two passes over the file in
- * 4 MiB blocks (no mmap, no whole-file buffer): the first counts rows,
- * entries and the largest index, the second parses numbers straight into
- * arrays of the exact size, so peak memory is the data plus one block
- * (path must be seekable: a regular file, not a pipe).
- * Cost: O(file size); about 0.2 s per 100 MB (numbers of up to 7+7 digits
- * are converted 8 bytes at a time, exactly as strtod).  CSV: a first line whose
- * first field is not a number is a header and is skipped.
+ * 2 MiB blocks (no mmap of the file, no whole-file buffer): the first
+ * counts rows, entries and the largest index, the second parses numbers
+ * straight into arrays of the exact size, so peak memory is the data plus
+ * one block per thread (path must be a regular file, not a pipe).  LIBSVM
+ * files of 16 MiB or more are read by two threads, one per half.
+ * Cost: O(file size); about 0.15-0.2 s per 100 MB (numbers of up to 7+7
+ * digits are converted 8 bytes at a time, exactly as strtod).  CSV: a first
+ * line whose first field is not a number is a header and is skipped.
  * Errors (nothing is kept in d on error; ad_logreg_errmsg() names the file
  * and, for content errors, the line): AD_EIO (cannot open or read),
  * AD_EFORMAT (malformed line, bad number, index 0 or above INT_MAX,
@@ -533,6 +538,8 @@ typedef struct ad_logreg_params {
     size_t max_iter;            /* Newton iterations per sub-problem, default 1000 */
     int precond;                /* diagonal preconditioner (Hessian diagonal
                                    mixed with I as in LIBLINEAR 2.4x), default 1    */
+    ad_globalization globalization; /* AD_TRUST_REGION (default, as LIBLINEAR 2.3's
+                                   TRON) or AD_LINE_SEARCH (as LIBLINEAR >= 2.40)   */
     int scale;                  /* 1: solve in features x_j / max_i |x_ij| (sparsity
                                    kept, no copy of the data: w = S w' on the tape)
                                    and return w = S w', a model for raw data; the
@@ -575,8 +582,8 @@ typedef struct ad_logreg_result {
  * NULL.  Per binary sub-problem: one tape (ad_record with one ad_matvec or
  * ad_spmv node over d's borrowed arrays, a softplus per row, the positives'
  * −C_i y_i z_i folded into one linear ad_dot term), minimized from w = 0 by
- * ad_newton_cg (trust region, CG to ‖r‖ <= 0.1‖g‖ as LIBLINEAR's TRON, the
- * diagonal preconditioner when prm->precond) with gtol_rel set to
+ * ad_newton_cg (prm->globalization, CG to ‖r‖ <= 0.1‖g‖ as LIBLINEAR's
+ * TRON, the diagonal preconditioner when prm->precond) with gtol_rel set to
  * LIBLINEAR's tolerance.  Memory: the tape (about 2 nodes per row, 40 bytes
  * each with its sweep buffers) plus O(m + n) doubles; d is never copied.
  * Cost per Newton iteration: a gradient (2 passes over X), 1 pass for the

@@ -109,7 +109,9 @@ static ad_status settle(ad_tape *t, const double *x, int *rerecorded)
     t->val_ok = 1;
     t->adj_ok = 0;
     t->epoch++;
-    t->same_x_hvps = 0;
+    /* Running mean of HVPs per point: decides whether statements pay. */
+    t->hvp_mean = 0.75 * t->hvp_mean + 0.25 * (double)t->hvps_here;
+    t->hvps_here = 0;
     t->hit = 1;
     if (!isfinite(t->val[t->rec->out]))
         return domain_error(t, 0, "f");
@@ -194,10 +196,15 @@ ad_status ad_hvp(ad_tape *t, const double *x, const double *v, double *hv)
     if (t->hit && t->val_ok) {
         if ((s = adjoints(t)))
             return s;
-        /* From the second HVP at one x on (as inside CG), sweep statements
-         * with preaccumulated local derivatives; the plain sweeps otherwise,
-         * or when the statements cannot be had (out of memory). */
-        if (t->preacc && t->same_x_hvps++ >= 1 && tape_stmts_ready(t) == AD_OK) {
+        /* Statements cost a preaccumulation pass per point (≈ 1.5 plain
+         * same-x HVPs at Rosenbrock 10⁶) and then ≈ 1/3 of a plain HVP each:
+         * they pay from about 3 HVPs per point.  So: from the first HVP at a
+         * cached point when points have had 3 or more on average (CG), from
+         * the third at this point otherwise (Lanczos, repeated calls); the
+         * plain sweeps else, or when the statements cannot be had. */
+        int use = t->preacc && (t->hvps_here >= 2 || t->hvp_mean >= 3.0
+                                || (t->st.valid && t->st.epoch == t->epoch));
+        if (use && tape_stmts_ready(t) == AD_OK) {
             tape_stmts_tangent(t, v);
             tape_stmts_reverse(t);
         } else {
@@ -218,6 +225,7 @@ ad_status ad_hvp(ad_tape *t, const double *x, const double *v, double *hv)
         sweep_reverse_hvp(r, t->val, t->dot, t->adj, t->adot, 1, t->scr);
         t->adj_ok = 1;
     }
+    t->hvps_here++;
     gather_inputs(r, t->adot, hv);
     if (!all_finite(hv, r->nin) || !isfinite(t->adj[r->out]))
         return domain_error(t, 1, "the Hessian-vector product");

@@ -206,7 +206,7 @@ ad_status ad_record_end(ad_tape *t)
     t->val_ok = !t->dom;
     t->adj_ok = 0;
     t->epoch++;
-    t->same_x_hvps = 0;
+    t->hvps_here = 0;
     return t->dom;
 }
 

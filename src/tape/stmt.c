@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "dual/dual.h"
+#include "tape/partials.h"
 #include "tape/tape_internal.h"
 
 static int is_scalar(tape_op op)
@@ -63,6 +64,8 @@ static int add_leaf(uint32_t *ls, uint8_t *cnt, uint32_t a)
     ls[(*cnt)++] = a;
     return 1;
 }
+
+#define GH_SIZE(k) ((k) + (k) * ((k) + 1u) / 2)   /* g and upper H of k leaves */
 
 enum { U_SCALAR = 1, U_VEC = 2 };   /* who uses a node */
 
@@ -316,63 +319,81 @@ out:
     return st;
 }
 
-/* Local gradient and Hessian of every statement at the cached x. */
+/* Local gradient g and Hessian H of one statement of K leaves (a
+ * compile-time constant) w.r.t. its leaves, forward through its interior
+ * nodes (root last), packed into out: g, then the upper triangle of H.
+ * Each node carries (g, H) in w; a leaf argument is the unit vector e_j. */
+static inline __attribute__((always_inline)) void
+preacc_stmt(const tape_rec *r, const double *val, const uint32_t *nodes, size_t ni,
+            const uint32_t *L, const uint32_t *pos, double *w, double *out, const unsigned K)
+{
+    enum { W = STMT_W };
+    static const double zero[STMT_W];
+    for (size_t q = 0; q < ni; q++) {
+        uint32_t i = nodes[q], arg[2];
+        double *g = w + q * W, *H = g + STMT_K;
+        double d[2] = {0.0, 0.0};
+        dual_rule2 p = {0.0, 0.0, 0.0, 0.0, 0.0};
+        int kind = tape_partials(r, val, i, d, &p);
+        int na = scalar_args(r, i, arg);
+        const double *ga[2] = {zero, zero}, *Ha[2] = {zero, zero};
+        double unit[2][STMT_K];
+        for (int c = 0; c < na; c++) {
+            uint32_t a = arg[c];
+            size_t pa = pos[a];
+            if (r->op[a] == OP_CONST)
+                continue;
+            if (pa < ni && nodes[pa] == a && is_scalar((tape_op)r->op[a])) {
+                ga[c] = w + pa * W;
+                Ha[c] = ga[c] + STMT_K;
+            } else {
+                for (unsigned j = 0; j < K; j++)
+                    unit[c][j] = L[j] == a ? 1.0 : 0.0;
+                ga[c] = unit[c];
+            }
+        }
+        if (kind == 1) {
+            for (unsigned j = 0; j < K; j++)
+                g[j] = d[0] * ga[0][j];
+            for (unsigned j = 0; j < K; j++)
+                for (unsigned l = j; l < K; l++)
+                    H[j * STMT_K + l] = d[0] * Ha[0][j * STMT_K + l] + d[1] * ga[0][j] * ga[0][l];
+        } else {
+            for (unsigned j = 0; j < K; j++)
+                g[j] = p.fa * ga[0][j] + p.fb * ga[1][j];
+            for (unsigned j = 0; j < K; j++)
+                for (unsigned l = j; l < K; l++)
+                    H[j * STMT_K + l] = p.fa * Ha[0][j * STMT_K + l] + p.fb * Ha[1][j * STMT_K + l]
+                        + p.faa * ga[0][j] * ga[0][l] + p.fbb * ga[1][j] * ga[1][l]
+                        + p.fab * (ga[0][j] * ga[1][l] + ga[1][j] * ga[0][l]);
+        }
+    }
+    const double *g = w + (ni - 1) * W, *H = g + STMT_K;
+    for (unsigned j = 0; j < K; j++)
+        *out++ = g[j];
+    for (unsigned j = 0; j < K; j++)
+        for (unsigned l = j; l < K; l++)
+            *out++ = H[j * STMT_K + l];
+}
+
+/* Local derivatives of every statement at the cached x. */
 static void preaccumulate(ad_tape *t)
 {
     const tape_rec *r = t->rec;
     tape_stmts *s = &t->st;
     const double *val = t->val;
-    const uint32_t *L = s->leaf, *nodes = s->inner;
+    const uint32_t *L = s->leaf, *nodes = s->inner, *pos = s->pos;
     double *gh = s->gh, *w = s->work;
-    static const double zero[STMT_W];
     for (size_t m = 0; m < s->nst; m++) {
         unsigned k = s->sk[m];
         size_t ni = s->inner_n[m];
-        for (size_t q = 0; q < ni; q++) {
-            uint32_t i = nodes[q], arg[2];
-            double *g = w + q * STMT_W, *H = g + STMT_K;
-            double d[2] = {0.0, 0.0};
-            dual_rule2 p = {0.0, 0.0, 0.0, 0.0, 0.0};
-            int kind = sweep_partials(r, val, i, d, &p);
-            int na = scalar_args(r, i, arg);
-            const double *ga[2], *Ha[2];
-            double unit[2][STMT_K];
-            for (int c = 0; c < na; c++) {
-                uint32_t a = arg[c];
-                size_t pa = s->pos[a];
-                if (r->op[a] == OP_CONST) {
-                    ga[c] = zero; Ha[c] = zero;
-                } else if (is_scalar((tape_op)r->op[a]) && pa < ni && nodes[pa] == a) {
-                    ga[c] = w + pa * STMT_W; Ha[c] = ga[c] + STMT_K;
-                } else {
-                    for (unsigned j = 0; j < STMT_K; j++)
-                        unit[c][j] = j < k && L[j] == a ? 1.0 : 0.0;
-                    ga[c] = unit[c]; Ha[c] = zero;
-                }
-            }
-            if (kind == 1) {
-                for (unsigned j = 0; j < k; j++)
-                    g[j] = d[0] * ga[0][j];
-                for (unsigned j = 0; j < k; j++)
-                    for (unsigned l = 0; l < k; l++)
-                        H[j * STMT_K + l] = d[0] * Ha[0][j * STMT_K + l] + d[1] * ga[0][j] * ga[0][l];
-            } else {
-                for (unsigned j = 0; j < k; j++)
-                    g[j] = p.fa * ga[0][j] + p.fb * ga[1][j];
-                for (unsigned j = 0; j < k; j++)
-                    for (unsigned l = 0; l < k; l++)
-                        H[j * STMT_K + l] = p.fa * Ha[0][j * STMT_K + l] + p.fb * Ha[1][j * STMT_K + l]
-                            + p.faa * ga[0][j] * ga[0][l] + p.fbb * ga[1][j] * ga[1][l]
-                            + p.fab * (ga[0][j] * ga[1][l] + ga[1][j] * ga[0][l]);
-            }
+        switch (k) {
+        case 0: break;
+        case 1: preacc_stmt(r, val, nodes, ni, L, pos, w, gh, 1); break;
+        case 2: preacc_stmt(r, val, nodes, ni, L, pos, w, gh, 2); break;
+        default: preacc_stmt(r, val, nodes, ni, L, pos, w, gh, 3); break;   /* STMT_K */
         }
-        /* The root is last: pack its g and upper H. */
-        const double *g = w + (ni - 1) * STMT_W, *H = g + STMT_K;
-        for (unsigned j = 0; j < k; j++)
-            *gh++ = g[j];
-        for (unsigned j = 0; j < k; j++)
-            for (unsigned l = j; l < k; l++)
-                *gh++ = H[j * STMT_K + l];
+        gh += GH_SIZE(k);
         L += k;
         nodes += ni;
     }
@@ -404,8 +425,6 @@ fwd_stmt(const double *restrict g, const uint32_t *restrict L, const double *res
         d += g[j] * dot[L[j]];
     return d;
 }
-
-#define GH_SIZE(k) ((k) + (k) * ((k) + 1u) / 2)
 
 /* The tangent of the statement at (gh, L), advancing both. */
 static inline __attribute__((always_inline)) double stmt_tangent(const double **gh, const uint32_t **L, const double *dot,

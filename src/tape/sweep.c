@@ -23,6 +23,7 @@
 #include <string.h>
 
 #include "dual/dual.h"
+#include "tape/partials.h"
 #include "tape/tape_internal.h"
 
 #define INLINE static inline __attribute__((always_inline))
@@ -352,27 +353,9 @@ void sweep_node_reverse_hvp(const tape_rec *r, const double *val, const double *
     rev(r, val, dot, adj, adot, scr, i, i + 1, 0, 1);
 }
 
-/* Partials of scalar op i at val: kind 1 (unary: d[0] = f', d[1] = f''),
- * 2 (binary: *q), 0 (not a scalar op). */
 int sweep_partials(const tape_rec *r, const double *val, size_t i, double d[2], dual_rule2 *q)
 {
-    const uint32_t a = r->a[i], b = r->b[i];
-    switch ((tape_op)r->op[i]) {
-#define PT_U(N, n, K, C)                                                \
-    case OP_##N:                                                        \
-        dual_##n##_d(val[a], val[i], TAPE_ARG_##K(r, i), &d[0], &d[1]); \
-        return 1;
-    TAPE_UNARY_OPS(PT_U)
-#define PT_B(N, n, C)                                                   \
-    case OP_##N:                                                        \
-        dual_##n##_d(val[a], val[b], val[i], q);                        \
-        return 2;
-    TAPE_BINARY_OPS(PT_B)
-    case OP_INPUT: case OP_CONST: case OP_SUM: case OP_DOT: case OP_DOTV:
-    case OP_MATVEC: case OP_SPMV: case OP_VOUT: case OP_COUNT:
-        break;
-    }
-    return 0;
+    return tape_partials(r, val, i, d, q);
 }
 
 /* ---- vector mode: L tangent lanes per node ---------------------------- */

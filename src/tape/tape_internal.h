@@ -209,7 +209,8 @@ struct ad_tape {
     int hit;                        /* this call's x equals xc (set by check) */
     uint64_t epoch;                 /* counts the points cached so far        */
     int preacc;                     /* use statements for same-x HVPs         */
-    unsigned same_x_hvps;           /* HVPs at xc since it was cached         */
+    unsigned hvps_here;             /* HVPs at xc since it was cached         */
+    double hvp_mean;                /* running mean of HVPs per cached point  */
     tape_stmts st;
     int adj_ok;                     /* adj holds the adjoints at xc           */
 };
@@ -273,7 +274,7 @@ void sweep_node_reverse_lanes(const tape_rec *r, const double *val, const double
                               const double *adj, double *adotk, double *scr, size_t i);
 struct dual_rule2;
 int sweep_partials(const tape_rec *r, const double *val, size_t i, double d[2],
-                   struct dual_rule2 *q);
+                   struct dual_rule2 *q);   /* tape_partials, out of line */
 long sweep_first_bad(const tape_rec *r, const double *val, int derivs);
 int sweep_cmp_flipped(const tape_rec *r, const double *val);
 
