@@ -171,6 +171,8 @@ ad_status ad_hess_extremes(ad_tape *t, const double *x, const ad_curv_params *pr
     if (!(prm->tol > 0.0) || !(prm->zero_tol >= 0.0) || prm->method > AD_CURV_DENSE)
         return tape_set_error(t, AD_EINVAL, "ad_hess_extremes: bad parameters");
     memset(res, 0, sizeof *res);
+    if (t->err)
+        return t->err;   /* the recording's sticky error, as the drivers say */
     size_t n = ad_tape_ninputs(t);
     if (n == 0)
         return tape_set_error(t, AD_ESTATE, "ad_hess_extremes: the tape holds no complete recording");

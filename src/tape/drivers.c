@@ -295,8 +295,8 @@ ad_status ad_hvp_batch(ad_tape *t, const double *x, size_t k, const double *V, d
         return AD_OK;
     if (!V || !HV)
         return tape_set_error(t, AD_EINVAL, "ad_hvp_batch: V or HV is NULL");
-    if (k > SIZE_MAX / n)
-        return tape_set_error(t, AD_ELIMIT, "ad_hvp_batch: k·n overflows size_t");
+    if (k > SIZE_MAX / n / sizeof(double))
+        return tape_set_error(t, AD_ELIMIT, "ad_hvp_batch: k·n doubles overflow size_t");
     if (!all_finite(V, k * n))
         return tape_set_error(t, AD_EINVAL, "ad_hvp_batch: V has a NaN or infinite entry");
     return batch(t, x, k, V, HV, k, "ad_hvp_batch");

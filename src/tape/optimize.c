@@ -345,7 +345,8 @@ tape_rec *tape_optimize(const tape_rec *raw_const)
     /* The pool keeps its indices: unary constants and CONST nodes refer to it. */
     if (!tape_grow((void **)&o->cst, &o->capcst, r->ncst + 1, sizeof(double)))
         goto fail;
-    memcpy(o->cst, r->cst, r->ncst * sizeof(double));
+    if (r->ncst)
+        memcpy(o->cst, r->cst, r->ncst * sizeof(double));
     o->ncst = r->ncst;
 
     for (size_t i = 0; i < n && !s.oom; i++) {

@@ -40,6 +40,14 @@ static void domain(ad_tape *t, tape_op op, size_t node, double y)
 
 /* ---- storage ---------------------------------------------------------- */
 
+/* The node count push() may reach without the slow path: the storage's
+ * capacity, capped by the user's limit. */
+static void set_limit(ad_tape *t)
+{
+    size_t lim = t->rec->cap < t->capval ? t->rec->cap : t->capval;
+    t->lim = lim < t->max_ops ? lim : t->max_ops;
+}
+
 static int grow_nodes(ad_tape *t, size_t need, tape_op op)
 {
     tape_rec *r = t->rec;
@@ -54,6 +62,7 @@ static int grow_nodes(ad_tape *t, size_t need, tape_op op)
         return 0;
     }
     r->cap = c1 < c2 ? (c1 < c3 ? c1 : c3) : (c2 < c3 ? c2 : c3);
+    set_limit(t);
     return 1;
 }
 
@@ -62,7 +71,7 @@ static inline ad_var push(ad_tape *t, tape_op op, uint32_t a, uint32_t b, double
 {
     tape_rec *r = t->rec;
     size_t i = r->n;
-    if (__builtin_expect(i >= r->cap || i >= t->capval, 0) && !grow_nodes(t, i + 1, op))
+    if (__builtin_expect(i >= t->lim, 0) && !grow_nodes(t, i + 1, op))
         return BAD;
     r->op[i] = (uint8_t)op;
     r->a[i] = a;
@@ -148,6 +157,7 @@ ad_status ad_record_begin(ad_tape *t)
     t->fn = NULL;
     t->fn_ctx = NULL;
     t->recording = 1;
+    set_limit(t);
     tape_active = t;
     return AD_OK;
 }
@@ -493,8 +503,7 @@ static void rec_matrix(size_t m, size_t n, const double *A, const ad_csr *S,
         return;
     }
     size_t need_nodes = r->n + m + 1;
-    if ((need_nodes > r->cap || need_nodes > t->capval || need_nodes > t->max_ops)
-        && !grow_nodes(t, need_nodes, op))
+    if (need_nodes > t->lim && !grow_nodes(t, need_nodes, op))
         return;
     r->next = off + n;
     tape_mat *d = &r->mat[r->nmat];

@@ -113,7 +113,7 @@ static ad_status build(ad_tape *t)
     uint32_t *stmt_of = tape_alloc((n + 1) * sizeof *stmt_of, 0);
     size_t *base = NULL;
     uint32_t *fill = NULL;
-    s->pos = tape_alloc((n + 1) * sizeof *s->pos, 0);
+    s->pos = tape_alloc((n + 1) * sizeof *s->pos, 1);   /* read before set: cleared */
     ad_status st = AD_ENOMEM;
     if (!uses || !user || !role || !lc || !ls || !owner || !stmt_of || !s->pos)
         goto out;

@@ -159,6 +159,14 @@ void tape_rec_finish(tape_rec *r)
         if (m > end)
             end = m;
     }
+    /* A matrix node writes and reads its whole output block: when the last
+     * node swept is one of its outputs, the block's end is the sweep's. */
+    if (end > 0 && r->op[end - 1] == OP_VOUT) {
+        uint32_t h = r->a[end - 1];
+        size_t m = (size_t)h + 1 + r->mat[r->a[h]].m;
+        if (m > end)
+            end = m;
+    }
     r->end = end;
     r->in_contig = r->nin > 0;
     for (size_t j = 1; j < r->nin && r->in_contig; j++)
@@ -335,6 +343,8 @@ ad_status ad_tape_set_max_ops(ad_tape *t, size_t max_ops)
     if (!t || max_ops == 0)
         return AD_EINVAL;
     t->max_ops = max_ops < (size_t)UINT32_MAX - 1 ? max_ops : (size_t)UINT32_MAX - 1;
+    if (t->lim > t->max_ops)
+        t->lim = t->max_ops;   /* takes effect within a running recording too */
     return AD_OK;
 }
 

@@ -185,6 +185,7 @@ typedef struct tape_stmts {
 struct ad_tape {
     tape_rec *rec;
     size_t max_ops;
+    size_t lim;             /* nodes push() may reach without growing      */
     int recording;
     ad_status err;          /* sticky structural error of this recording */
     ad_status dom;          /* first domain error met while recording     */
