@@ -49,7 +49,7 @@ static int scalar_args(const tape_rec *r, size_t i, uint32_t arg[2])
 
 void tape_stmts_free(tape_stmts *s)
 {
-    free(s->node); free(s->k); free(s->tk); free(s->tn); free(s->sk); free(s->cspan); free(s->leaf);
+    free(s->node); free(s->k); free(s->tk); free(s->tn); free(s->sk); free(s->sc); free(s->cspan); free(s->leaf);
     free(s->inner_n); free(s->inner); free(s->pos); free(s->gh); free(s->work);
     memset(s, 0, sizeof *s);
 }
@@ -230,6 +230,7 @@ static ad_status build(ad_tape *t)
     s->tk = tape_alloc(ntm + 1, 0);
     s->tn = tape_alloc((ntm + 1) * sizeof *s->tn, 0);
     s->sk = tape_alloc(nst + 1, 0);
+    s->sc = tape_alloc((nst + 1) * sizeof *s->sc, 0);
     s->cspan = tape_alloc((2 * ncomp + 2) * sizeof *s->cspan, 0);
     s->leaf = tape_alloc((nleaf + 1) * sizeof *s->leaf, 0);
     s->inner_n = tape_alloc((nst + 1) * sizeof *s->inner_n, 1);
@@ -237,15 +238,16 @@ static ad_status build(ad_tape *t)
     s->gh = tape_alloc((ngh + 1) * sizeof *s->gh, 0);
     base = tape_alloc((nst + 1) * sizeof *base, 0);
     fill = tape_alloc((nst + 1) * sizeof *fill, 1);
-    if (!s->node || !s->k || !s->tk || !s->tn || !s->sk || !s->cspan || !s->leaf || !s->inner_n || !s->inner
+    if (!s->node || !s->k || !s->tk || !s->tn || !s->sk || !s->sc || !s->cspan || !s->leaf || !s->inner_n || !s->inner
         || !s->gh || !base || !fill)
         goto out;
 
     /* 6. Fill the streams in stream order. */
     size_t e = 0, tp = 0, q = 0, lf = 0, nc = 0;
-#define ADD_STMT(root)                                                       \
+#define ADD_STMT(root, coef)                                                 \
     do {                                                                     \
         stmt_of[root] = (uint32_t)q;                                         \
+        s->sc[q] = (coef);                                                   \
         s->sk[q++] = lc[root];                                               \
         memcpy(s->leaf + lf, ls + (size_t)(root) * LS, lc[root] * sizeof *s->leaf); \
         lf += lc[root];                                                      \
@@ -257,7 +259,7 @@ static ad_status build(ad_tape *t)
         s->node[e] = (uint32_t)i;
         if (role[i] == R_ROOT) {
             s->k[e++] = lc[i];
-            ADD_STMT(i);
+            ADD_STMT(i, 1.0);
         } else if (role[i] == R_COMP) {
             s->k[e++] = STMT_COMP;
             vec_args g = vec_view(r, op == OP_DOT, r->a[i], r->b[i]);
@@ -268,7 +270,7 @@ static ad_status build(ad_tape *t)
                 s->tk[tp++] = role[a] == R_TERM ? lc[a] : STMT_NODE;
                 if (role[a] == R_TERM) {
                     gh0 += lc[a] + lc[a] * (lc[a] + 1u) / 2;
-                    ADD_STMT(a);
+                    ADD_STMT(a, g.c ? g.c[m] : 1.0);
                 }
             }
             s->cspan[2 * nc] = gh0;
@@ -325,7 +327,8 @@ out:
  * Each node carries (g, H) in w; a leaf argument is the unit vector e_j. */
 static inline __attribute__((always_inline)) void
 preacc_stmt(const tape_rec *r, const double *val, const uint32_t *nodes, size_t ni,
-            const uint32_t *L, const uint32_t *pos, double *w, double *out, const unsigned K)
+            const uint32_t *L, const uint32_t *pos, double *w, double *out, double sc,
+            const unsigned K)
 {
     enum { W = STMT_W };
     static const double zero[STMT_W];
@@ -370,10 +373,10 @@ preacc_stmt(const tape_rec *r, const double *val, const uint32_t *nodes, size_t 
     }
     const double *g = w + (ni - 1) * W, *H = g + STMT_K;
     for (unsigned j = 0; j < K; j++)
-        *out++ = g[j];
+        *out++ = sc * g[j];
     for (unsigned j = 0; j < K; j++)
         for (unsigned l = j; l < K; l++)
-            *out++ = H[j * STMT_K + l];
+            *out++ = sc * H[j * STMT_K + l];
 }
 
 /* Local derivatives of every statement at the cached x. */
@@ -389,9 +392,9 @@ static void preaccumulate(ad_tape *t)
         size_t ni = s->inner_n[m];
         switch (k) {
         case 0: break;
-        case 1: preacc_stmt(r, val, nodes, ni, L, pos, w, gh, 1); break;
-        case 2: preacc_stmt(r, val, nodes, ni, L, pos, w, gh, 2); break;
-        default: preacc_stmt(r, val, nodes, ni, L, pos, w, gh, 3); break;   /* STMT_K */
+        case 1: preacc_stmt(r, val, nodes, ni, L, pos, w, gh, s->sc[m], 1); break;
+        case 2: preacc_stmt(r, val, nodes, ni, L, pos, w, gh, s->sc[m], 2); break;
+        default: preacc_stmt(r, val, nodes, ni, L, pos, w, gh, s->sc[m], 3); break;   /* STMT_K */
         }
         gh += GH_SIZE(k);
         L += k;
@@ -480,10 +483,10 @@ void tape_stmts_tangent(ad_tape *t, const double *v)
                 L += s->cspan[2 * nc + 1];
                 tp += g.n;
             } else {
-                for (uint32_t m = 0; m < g.n; m++, tp++) {
-                    double d = tk[tp] == STMT_NODE ? dot[tn[tp]] : stmt_tangent(&gh, &L, dot, tk[tp]);
-                    sum += g.c ? g.c[m] * d : d;
-                }
+                /* A term statement's g and H carry its coefficient already. */
+                for (uint32_t m = 0; m < g.n; m++, tp++)
+                    sum += tk[tp] == STMT_NODE ? (g.c ? g.c[m] : 1.0) * dot[tn[tp]]
+                                               : stmt_tangent(&gh, &L, dot, tk[tp]);
             }
             dot[i] = sum;
             adot[i] = 0.0;
@@ -560,12 +563,11 @@ void tape_stmts_reverse(ad_tape *t)
             vec_args g = vec_view(r, r->op[i] == OP_DOT, r->a[i], r->b[i]);
             double yb = adj[i], ybd = adot[i];
             for (uint32_t m = g.n; m-- > 0;) {
-                double c = g.c ? g.c[m] : 1.0;
                 tp--;
                 if (tk[tp] == STMT_NODE)
-                    adot[tn[tp]] += c * ybd;
-                else
-                    stmt_reverse(&gh, &L, c * yb, c * ybd, dot, adot, tk[tp]);
+                    adot[tn[tp]] += (g.c ? g.c[m] : 1.0) * ybd;
+                else   /* scaled g and H: no coefficient to read */
+                    stmt_reverse(&gh, &L, yb, ybd, dot, adot, tk[tp]);
             }
         } else {
             tape_op op = (tape_op)r->op[i];
@@ -639,7 +641,7 @@ void tape_stmts_tangent_lanes(ad_tape *t, const double *V, size_t k, size_t n)
                     for (size_t l = 0; l < LN; l++)
                         acc[l] += c * d[l];
                 } else {
-                    stmt_tangent_lanes(&gh, &L, dotk, acc, c, tk[tp]);
+                    stmt_tangent_lanes(&gh, &L, dotk, acc, 1.0, tk[tp]);   /* scaled */
                 }
             }
             memcpy(y, acc, sizeof acc);
@@ -730,7 +732,7 @@ void tape_stmts_reverse_lanes(ad_tape *t)
                     for (size_t l = 0; l < LN; l++)
                         a[l] += c * yd[l];
                 } else {
-                    stmt_reverse_lanes(&gh, &L, c * yb, yd, c, dotk, adotk, tk[tp]);
+                    stmt_reverse_lanes(&gh, &L, yb, yd, 1.0, dotk, adotk, tk[tp]);   /* scaled */
                 }
             }
         } else {

@@ -173,12 +173,14 @@ typedef struct tape_stmts {
     uint8_t *tk;           /* term of a compound: k leaves, or STMT_NODE     */
     uint32_t *tn;          /* term -> its argument node                      */
     uint8_t *sk;           /* statement -> its leaf count (stream order)     */
+    double *sc;            /* statement -> the coefficient its g, H carry (a
+                              dot term's; 1 otherwise)                      */
     size_t *cspan;         /* compound -> values and leaves its terms span   */
     uint32_t *leaf;        /* the statements' leaves, in stream order        */
     uint32_t *inner_n;     /* nodes inside each statement                    */
     uint32_t *inner;       /* those nodes, grouped by statement, root last   */
     uint32_t *pos;         /* node -> its place in its statement's list      */
-    double *gh;            /* per statement: g (k), then upper H (k(k+1)/2)  */
+    double *gh;            /* per statement: sc·g (k), then sc·upper H       */
     double *work;          /* preaccumulation scratch                        */
 } tape_stmts;
 
