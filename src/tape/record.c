@@ -20,7 +20,10 @@ static const ad_var BAD = {0, 0};
 
 /* ---- errors ----------------------------------------------------------- */
 
-static void fail(ad_tape *t, ad_status s, const char *what, const char *why)
+/* Slow paths are cold and out of line so the ops' fast path stays small. */
+#define COLD __attribute__((cold, noinline))
+
+COLD static void fail(ad_tape *t, ad_status s, const char *what, const char *why)
 {
     if (t->err)
         return;
@@ -28,7 +31,7 @@ static void fail(ad_tape *t, ad_status s, const char *what, const char *why)
     tape_set_error(t, s, "%s: %s", what, why);
 }
 
-static void domain(ad_tape *t, tape_op op, size_t node, double y)
+COLD static void domain(ad_tape *t, tape_op op, size_t node, double y)
 {
     if (t->dom)
         return;
@@ -48,7 +51,7 @@ static void set_limit(ad_tape *t)
     t->lim = lim < t->max_ops ? lim : t->max_ops;
 }
 
-static int grow_nodes(ad_tape *t, size_t need, tape_op op)
+COLD static int grow_nodes(ad_tape *t, size_t need, tape_op op)
 {
     tape_rec *r = t->rec;
     if (need > t->max_ops) {
@@ -106,15 +109,20 @@ static inline ad_tape *active(void)
     return (t && !t->err) ? t : NULL;
 }
 
+COLD static void arg_error(ad_tape *t, ad_var v, const char *what)
+{
+    fail(t, AD_EINVAL, what,
+         v.rec == 0 ? "argument is an invalid var (made without an active tape, or by a failed op)"
+                    : "argument is a var of another tape or of an earlier recording");
+}
+
 static inline int arg(ad_tape *t, ad_var v, uint32_t *i, const char *what)
 {
     if (__builtin_expect(v.rec == t->rec->id && v.idx < t->rec->n, 1)) {
         *i = v.idx;
         return 1;
     }
-    fail(t, AD_EINVAL, what,
-         v.rec == 0 ? "argument is an invalid var (made without an active tape, or by a failed op)"
-                    : "argument is a var of another tape or of an earlier recording");
+    arg_error(t, v, what);
     return 0;
 }
 
