@@ -150,6 +150,15 @@ AD_API ad_status ad_tape_set_optimize(ad_tape *t, int on);
  * rounding (a few ulps).  Errors: AD_EINVAL (NULL). */
 AD_API ad_status ad_tape_set_preaccumulate(ad_tape *t, int on);
 
+/* Lets ad_hessian and ad_hvp_batch split their directions across up to
+ * nthreads threads (0: one per online CPU; at most 64), each replaying the
+ * recording through a shared handle (ad_tape_share) that t keeps and
+ * reuses.  Results are the same bit for bit as on one thread.  Default 1,
+ * or the environment variable HYPERAD_THREADS when the tape is made.
+ * Extra memory: one set of sweep buffers per helper thread.
+ * Errors: AD_EINVAL (NULL). */
+AD_API ad_status ad_tape_set_threads(ad_tape *t, unsigned nthreads);
+
 /* Runs the optimizer now (it otherwise runs at the first driver call), so
  * that ad_tape_nops and ad_tape_bytes_per_op describe the optimized tape.
  * Cost: O(nodes), once per recording.  Errors: AD_EINVAL, AD_ESTATE (no

@@ -766,6 +766,62 @@ static void active_tape_is_per_thread(void **state)
     ad_tape_free(t);
 }
 
+/* ===================================================================== */
+/* ad_hessian and ad_hvp_batch split across threads (ad_tape_set_threads) */
+/* ===================================================================== */
+
+/* Bit for bit the one-thread result, for thread counts that do and do not
+ * divide the lane blocks, on optimized and raw tapes, after a re-record. */
+static void threaded_hessian_and_batch_match_one_thread(void **state)
+{
+    (void)state;
+    enum { N = 61, K = 29 };
+    static double H1[N * N], Ht[N * N], V[K * N], HV1[K * N], HVt[K * N];
+    cyc_ctx c = {0.7};
+    tu_rng r = {77};
+    double x[N], x2[N];
+    for (size_t i = 0; i < N; i++) {
+        x[i] = tu_range(&r, -1, 1);
+        x2[i] = tu_range(&r, -1, 1);
+    }
+    for (size_t i = 0; i < K * N; i++)
+        V[i] = tu_range(&r, -1, 1);
+    for (int opt = 0; opt < 2; opt++) {
+        ad_tape *one = ad_tape_new();
+        assert_ok(ad_tape_set_optimize(one, opt));
+        assert_ok(ad_tape_set_threads(one, 1));
+        assert_ok(ad_record(one, cyc_fn, N, x, &c));
+        assert_ok(ad_hessian(one, x, H1));
+        assert_ok(ad_hvp_batch(one, x, K, V, HV1));
+        const unsigned counts[] = {2, 3, 4, 7, 0};
+        for (size_t q = 0; q < NPTS(counts); q++) {
+            ad_tape *t = ad_tape_new();
+            assert_ok(ad_tape_set_optimize(t, opt));
+            assert_ok(ad_tape_set_threads(t, counts[q]));
+            assert_ok(ad_record(t, cyc_fn, N, x, &c));
+            for (int rep = 0; rep < 2; rep++) {   /* helpers are reused */
+                assert_ok(ad_hessian(t, x, Ht));
+                assert_memory_equal(Ht, H1, sizeof H1);
+                assert_ok(ad_hvp_batch(t, x, K, V, HVt));
+                assert_memory_equal(HVt, HV1, sizeof HV1);
+            }
+            /* a new recording: the helpers follow it */
+            cyc_ctx c2 = {-0.4};
+            assert_ok(ad_record(one, cyc_fn, N, x2, &c2));
+            assert_ok(ad_record(t, cyc_fn, N, x2, &c2));
+            assert_ok(ad_hessian(one, x2, H1));
+            assert_ok(ad_hessian(t, x2, Ht));
+            assert_memory_equal(Ht, H1, sizeof H1);
+            assert_ok(ad_record(one, cyc_fn, N, x, &c));
+            assert_ok(ad_hessian(one, x, H1));
+            assert_ok(ad_hvp_batch(one, x, K, V, HV1));
+            ad_tape_free(t);
+        }
+        ad_tape_free(one);
+    }
+    assert_status(ad_tape_set_threads(NULL, 2), AD_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -779,6 +835,7 @@ int main(void)
         cmocka_unit_test(rerecording_the_original_leaves_shares_alone),
         cmocka_unit_test(concurrent_frees_of_shared_handles),
         cmocka_unit_test(shared_matrix_tapes_match_single_thread_bit_for_bit),
+        cmocka_unit_test(threaded_hessian_and_batch_match_one_thread),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@
  * usable after any error.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -300,6 +301,115 @@ static ad_status batch(ad_tape *t, const double *x, size_t k, const double *V, d
     return AD_OK;
 }
 
+/* Rows r0..r1 of the Hessian (V NULL: unit seeds, block by block) or of
+ * HV = V·∇²f, on handle h, which check() has prepared at x.  `total` is the
+ * whole job's direction count, so every handle takes the same route. */
+static ad_status rows(ad_tape *h, const double *x, size_t r0, size_t r1, const double *V,
+                      double *HV, size_t total)
+{
+    size_t n = h->rec->nin;
+    if (V)
+        return batch(h, x, r1 - r0, V + r0 * n, HV + r0 * n, total, "ad_hvp_batch");
+    double *E = calloc(TAPE_LANES * n, sizeof *E);
+    if (!E)
+        return tape_set_error(h, AD_ENOMEM, "ad_hessian: out of memory");
+    ad_status st = AD_OK;
+    for (size_t l0 = r0; l0 < r1 && !st; l0 += TAPE_LANES) {
+        size_t kk = r1 - l0 < TAPE_LANES ? r1 - l0 : TAPE_LANES;
+        for (size_t l = 0; l < kk; l++)
+            E[l * n + l0 + l] = 1.0;
+        st = batch(h, x, kk, E, HV + l0 * n, total, "ad_hessian");
+        for (size_t l = 0; l < kk; l++)
+            E[l * n + l0 + l] = 0.0;
+    }
+    free(E);
+    return st;
+}
+
+typedef struct split_job {
+    ad_tape *h;
+    const double *x, *V;
+    double *HV;
+    size_t r0, r1, total;
+    ad_status st;
+} split_job;
+
+static void *split_run(void *arg)
+{
+    split_job *j = arg;
+    j->st = check(j->h, j->x, "ad_hessian");
+    if (!j->st)
+        j->st = rows(j->h, j->x, j->r0, j->r1, j->V, j->HV, j->total);
+    return NULL;
+}
+
+/* Shared handles for the helper threads, kept between calls (their buffers
+ * are reused) and renewed when t holds a new recording. */
+static ad_status workers(ad_tape *t, unsigned nw)
+{
+    if (nw > t->nworkers) {
+        ad_tape **w = realloc(t->workers, nw * sizeof *w);
+        if (!w)
+            return AD_ENOMEM;
+        for (unsigned k = t->nworkers; k < nw; k++)
+            w[k] = NULL;
+        t->workers = w;
+        t->nworkers = nw;
+    }
+    for (unsigned k = 0; k < nw; k++) {
+        ad_tape *h = t->workers[k];
+        if (h && h->rec == t->rec)
+            continue;
+        ad_tape_free(h);
+        t->workers[k] = h = ad_tape_share(t);
+        if (!h)
+            return AD_ENOMEM;
+        h->nthreads = 1;
+    }
+    return AD_OK;
+}
+
+/* k directions (V, or the unit vectors when V is NULL) split by blocks of
+ * TAPE_LANES across t and up to t->nthreads − 1 shared handles, one thread
+ * each.  Lanes do not mix and every handle takes the same route, so the
+ * result is the same bit for bit as on one thread. */
+static ad_status split(ad_tape *t, const double *x, size_t k, const double *V, double *HV, int hess)
+{
+    const char *fn = hess ? "ad_hessian" : "ad_hvp_batch";
+    size_t blocks = (k + TAPE_LANES - 1) / TAPE_LANES;
+    unsigned T = t->nthreads < blocks ? t->nthreads : (unsigned)blocks;
+    ad_status st;
+    /* Values at x first: a flipped branch re-records t before it is shared. */
+    if (T <= 1 || (st = buffers(t, 1, 0)) || (st = values(t, x)) || (st = adjoints(t)))
+        return T <= 1 ? rows(t, x, 0, k, V, HV, k) : st;
+    if (workers(t, T - 1))
+        return rows(t, x, 0, k, V, HV, k);   /* no helpers: one thread, same result */
+    split_job job[64];
+    pthread_t th[64];
+    size_t per = (blocks + T - 1) / T * TAPE_LANES;
+    for (unsigned q = 0; q < T; q++) {
+        size_t r0 = q * per < k ? q * per : k, r1 = r0 + per < k ? r0 + per : k;
+        job[q] = (split_job){q ? t->workers[q - 1] : t, x, V, HV, r0, r1, k, AD_OK};
+    }
+    int created[64] = {0};
+    for (unsigned q = 1; q < T; q++)
+        created[q] = pthread_create(&th[q], NULL, split_run, &job[q]) == 0;
+    job[0].st = rows(t, x, job[0].r0, job[0].r1, V, HV, k);
+    for (unsigned q = 1; q < T; q++) {
+        if (created[q])
+            pthread_join(th[q], NULL);
+        else
+            split_run(&job[q]);   /* no thread to be had: same work, here */
+    }
+    for (unsigned q = 0; q < T; q++)
+        if (job[q].st) {
+            if (job[q].h != t)
+                tape_set_error(t, job[q].st, "%s: %s", fn, ad_tape_errmsg(job[q].h));
+            return job[q].st;
+        }
+    return AD_OK;
+}
+
 ad_status ad_hvp_batch(ad_tape *t, const double *x, size_t k, const double *V, double *HV)
 {
     ad_status s = check(t, x, "ad_hvp_batch");
@@ -314,7 +424,7 @@ ad_status ad_hvp_batch(ad_tape *t, const double *x, size_t k, const double *V, d
         return tape_set_error(t, AD_ELIMIT, "ad_hvp_batch: k·n doubles overflow size_t");
     if (!all_finite(V, k * n))
         return tape_set_error(t, AD_EINVAL, "ad_hvp_batch: V has a NaN or infinite entry");
-    return batch(t, x, k, V, HV, k, "ad_hvp_batch");
+    return split(t, x, k, V, HV, 0);
 }
 
 ad_status ad_hess_form(ad_tape *t, const double *x, const double *v, const double *w, double *vhw)
@@ -352,20 +462,7 @@ ad_status ad_hessian(ad_tape *t, const double *x, double *H)
     size_t n = t->rec->nin;
     if (n > SIZE_MAX / n / sizeof(double))
         return tape_set_error(t, AD_ELIMIT, "ad_hessian: n·n overflows size_t");
-    /* Seed the identity block by block: rows l0..l0+kk of I. */
-    double *E = calloc(TAPE_LANES * n, sizeof *E);
-    if (!E)
-        return tape_set_error(t, AD_ENOMEM, "ad_hessian: out of memory");
-    ad_status st = AD_OK;
-    for (size_t l0 = 0; l0 < n && !st; l0 += TAPE_LANES) {
-        size_t kk = n - l0 < TAPE_LANES ? n - l0 : TAPE_LANES;
-        for (size_t l = 0; l < kk; l++)
-            E[l * n + l0 + l] = 1.0;
-        st = batch(t, x, kk, E, H + l0 * n, n, "ad_hessian");
-        for (size_t l = 0; l < kk; l++)
-            E[l * n + l0 + l] = 0.0;
-    }
-    free(E);
+    ad_status st = split(t, x, n, NULL, H, 1);
     if (st)
         return st;
     /* Exact arithmetic gives a symmetric H; rounding may not: average the

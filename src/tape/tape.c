@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include "tape/tape_internal.h"
 
@@ -210,6 +211,10 @@ ad_tape *ad_tape_new(void)
     t->optimize = !(e && e[0] == '0');
     e = getenv("HYPERAD_PREACC");
     t->preacc = !(e && e[0] == '0');
+    e = getenv("HYPERAD_THREADS");
+    t->nthreads = 1;
+    if (e && *e)
+        ad_tape_set_threads(t, (unsigned)strtoul(e, NULL, 10));
     return t;
 }
 
@@ -246,6 +251,18 @@ ad_status ad_tape_set_optimize(ad_tape *t, int on)
     return AD_OK;
 }
 
+ad_status ad_tape_set_threads(ad_tape *t, unsigned nthreads)
+{
+    if (!t)
+        return AD_EINVAL;
+    if (nthreads == 0) {
+        long c = sysconf(_SC_NPROCESSORS_ONLN);
+        nthreads = c > 0 ? (unsigned)c : 1u;
+    }
+    t->nthreads = nthreads < 64 ? nthreads : 64;   /* split()'s job table */
+    return AD_OK;
+}
+
 ad_status ad_tape_set_preaccumulate(ad_tape *t, int on)
 {
     if (!t)
@@ -275,6 +292,9 @@ void ad_tape_free(ad_tape *t)
     free(t->val); free(t->adj); free(t->dot); free(t->e12);   /* adot lives in dot's block */
     free(t->dotk); free(t->adotk); free(t->scr); free(t->xc);
     tape_stmts_free(&t->st);
+    for (unsigned k = 0; k < t->nworkers; k++)
+        ad_tape_free(t->workers[k]);
+    free(t->workers);
     free(t);
 }
 
@@ -292,6 +312,7 @@ ad_tape *ad_tape_share(const ad_tape *t)
     s->rec = t->rec;
     s->max_ops = t->max_ops;
     s->optimize = t->optimize;
+    s->nthreads = 1;
     s->preacc = t->preacc;
     s->fn = t->fn;
     s->fn_ctx = t->fn_ctx;

@@ -194,6 +194,9 @@ struct ad_tape {
     char msg[256];
 
     int optimize;           /* run tape_optimize before the first sweep   */
+    unsigned nthreads;      /* threads ad_hessian / ad_hvp_batch may use  */
+    struct ad_tape **workers;   /* their shared handles, kept between calls */
+    unsigned nworkers;
 
     ad_fn fn;               /* set by ad_record: re-record on a branch flip */
     void *fn_ctx;
