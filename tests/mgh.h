@@ -197,6 +197,33 @@ static void mgh_x0_gaussian(size_t n, double *x)
     x[2] = 0.0;
 }
 
+/* ---- (10) Meyer, m = 16 -------------------------------------------------------------- */
+/* y_i as printed in the paper; the same table is in public copies such as
+ * JuliaSmoothOptimizers/NLSProblems.jl (src/mgh10.jl).  Checked here: f(x0)
+ * = 1.693608e9 (the 1.69361e9 usually quoted) and f = 87.945855 at Meyer and
+ * Roth's minimizer (0.00560964, 6181.35, 345.224), the paper's 87.9458. */
+static ad_var mgh_meyer(const ad_var *x, size_t n, void *ctx)
+{
+    (void)n; (void)ctx;
+    static const double y[16] = { 34780.0, 28610.0, 23650.0, 19630.0, 16370.0, 13720.0,
+                                  11540.0, 9744.0, 8261.0, 7030.0, 6005.0, 5147.0,
+                                  4427.0, 3820.0, 3307.0, 2872.0 };
+    ad_var r[16];
+    for (int i = 1; i <= 16; i++) {
+        double t = 45.0 + 5.0 * i;
+        ad_var e = ad_exp(ad_div(x[1], ad_addc(x[2], t)));
+        r[i - 1] = ad_addc(ad_mul(x[0], e), -y[i - 1]);
+    }
+    return mgh_sumsq(16, r);
+}
+static void mgh_x0_meyer(size_t n, double *x)
+{
+    (void)n;
+    x[0] = 0.02;
+    x[1] = 4000.0;
+    x[2] = 250.0;
+}
+
 /* ---- (11) Gulf research and development, m = 99 ------------------------------ */
 static ad_var mgh_gulf(const ad_var *x, size_t n, void *ctx)
 {
@@ -379,6 +406,43 @@ static ad_var mgh_biggs_exp6(const ad_var *x, size_t n, void *ctx)
 static void mgh_x0_biggs_exp6(size_t n, double *x)
 {
     static const double p[6] = { 1.0, 2.0, 1.0, 1.0, 1.0, 1.0 };
+    for (size_t i = 0; i < n; i++)
+        x[i] = p[i];
+}
+
+/* ---- (19) Osborne 2, m = 65 ---------------------------------------------------------- */
+/* y_i as printed in the paper and in most public copies.  One copy,
+ * NLSProblems.jl (src/mgh19.jl), has y_18 = 0.625 for 0.626; checked here:
+ * with 0.626, f = 4.0137736e-2 at the known minimizer (1.30998, 0.431554,
+ * 0.633662, 0.599431, 0.754183, 0.904289, 1.36581, 4.82370, 2.39868,
+ * 4.56887, 5.67534), the paper's 4.01377e-2 (0.625 gives 4.01687e-2), and
+ * f(x0) = 2.093420. */
+static ad_var mgh_osborne2(const ad_var *x, size_t n, void *ctx)
+{
+    (void)n; (void)ctx;
+    static const double y[65] = {
+        1.366, 1.191, 1.112, 1.013, 0.991, 0.885, 0.831, 0.847, 0.786, 0.725, 0.746,
+        0.679, 0.608, 0.655, 0.616, 0.606, 0.602, 0.626, 0.651, 0.724, 0.649, 0.649,
+        0.694, 0.644, 0.624, 0.661, 0.612, 0.558, 0.533, 0.495, 0.500, 0.423, 0.395,
+        0.375, 0.372, 0.391, 0.396, 0.405, 0.428, 0.429, 0.523, 0.562, 0.607, 0.653,
+        0.672, 0.708, 0.633, 0.668, 0.645, 0.632, 0.591, 0.559, 0.597, 0.625, 0.739,
+        0.710, 0.729, 0.720, 0.636, 0.581, 0.428, 0.292, 0.162, 0.098, 0.054 };
+    ad_var r[65];
+    for (int i = 0; i < 65; i++) {
+        double t = i / 10.0;
+        /* x1 e^{−t x5} + Σ_{k=2..4} x_k e^{−(t − x_{k+7})² x_{k+4}} */
+        ad_var m = ad_mul(x[0], ad_exp(ad_mulc(x[4], -t)));
+        for (int k = 1; k <= 3; k++) {
+            ad_var d = ad_csub(t, x[k + 7]);
+            m = ad_add(m, ad_mul(x[k], ad_exp(ad_neg(ad_mul(ad_sqr(d), x[k + 4])))));
+        }
+        r[i] = ad_csub(y[i], m);
+    }
+    return mgh_sumsq(65, r);
+}
+static void mgh_x0_osborne2(size_t n, double *x)
+{
+    static const double p[11] = { 1.3, 0.65, 0.65, 0.7, 0.6, 3.0, 5.0, 7.0, 2.0, 4.5, 5.5 };
     for (size_t i = 0; i < n; i++)
         x[i] = p[i];
 }
@@ -678,6 +742,60 @@ static ad_var mgh_linear_full_rank(const ad_var *x, size_t n, void *ctx)
     return f;
 }
 
+/* ---- (33) Linear function, rank 1, m = 2n ----------------------------------------- */
+/* r_i = i Σ_j j x_j − 1, i = 1..m: f* = m(m − 1)/(2(2m + 1)) on a whole
+ * hyperplane of minimizers. */
+static ad_var mgh_linear_rank1(const ad_var *x, size_t n, void *ctx)
+{
+    (void)ctx;
+    const size_t m = 2 * n;
+    ad_var *r = malloc(m * sizeof *r);
+    double *w = calloc(n, sizeof *w);    /* calloc: no -Wmaybe-uninitialized */
+    if (r == NULL || w == NULL) {
+        free(r);
+        free(w);
+        return ad_const(NAN);
+    }
+    for (size_t j = 0; j < n; j++)
+        w[j] = (double)(j + 1);
+    ad_var s = ad_dot(n, x, w);
+    for (size_t i = 0; i < m; i++)
+        r[i] = ad_addc(ad_mulc(s, (double)(i + 1)), -1.0);
+    ad_var f = mgh_sumsq(m, r);
+    free(r);
+    free(w);
+    return f;
+}
+
+/* ---- (34) Linear function, rank 1 with zero columns and rows, m = 2n -------------- */
+/* r_1 = r_m = −1, r_i = (i − 1) Σ_{j=2}^{n−1} j x_j − 1 for 1 < i < m
+ * (x_1 and x_n do not enter): f* = (m² + 3m − 6)/(2(2m − 3)). */
+static ad_var mgh_linear_rank1_zero(const ad_var *x, size_t n, void *ctx)
+{
+    (void)ctx;
+    const size_t m = 2 * n;
+    if (n < 3)
+        return ad_const(NAN);
+    ad_var *r = malloc(m * sizeof *r);
+    double *w = calloc(n, sizeof *w);
+    if (r == NULL || w == NULL) {
+        free(r);
+        free(w);
+        return ad_const(NAN);
+    }
+    for (size_t j = 0; j + 2 < n; j++)
+        w[j] = (double)(j + 2);                     /* j = 2..n−1, x_2..x_{n−1} */
+    ad_var s = ad_dot(n - 2, x + 1, w);
+    r[0] = ad_const(-1.0);
+    for (size_t i = 2; i < m; i++)
+        r[i - 1] = ad_addc(ad_mulc(s, (double)(i - 1)), -1.0);
+    r[m - 1] = ad_const(-1.0);
+    ad_var f = mgh_sumsq(m, r);
+    free(r);
+    free(w);
+    return f;
+}
+
 /* ---- (35) Chebyquad, m = n -------------------------------------------------------- */
 static ad_var mgh_chebyquad(const ad_var *x, size_t n, void *ctx)
 {
@@ -725,6 +843,7 @@ static const mgh_problem mgh_problems[] = {
     { "helical_valley",       3, mgh_helical_valley,      mgh_x0_helical_valley,    { 0.0 }, 1 },
     { "bard",                 3, mgh_bard,                mgh_x0_ones,              { 8.21487730e-3, 17.4286 }, 2 },
     { "gaussian",             3, mgh_gaussian,            mgh_x0_gaussian,          { 1.12793277e-8 }, 1 },
+    { "meyer",                3, mgh_meyer,               mgh_x0_meyer,             { 87.9458 }, 1 },
     { "gulf",                 3, mgh_gulf,                mgh_x0_gulf,              { 0.0 }, 1 },
     { "box_3d",               3, mgh_box3d,               mgh_x0_box3d,             { 0.0 }, 1 },
     { "powell_singular",      4, mgh_ext_powell,          mgh_x0_powell,            { 0.0 }, 1 },
@@ -733,6 +852,7 @@ static const mgh_problem mgh_problems[] = {
     { "brown_dennis",         4, mgh_brown_dennis,        mgh_x0_brown_dennis,      { 85822.2016 }, 1 },
     { "osborne1",             5, mgh_osborne1,            mgh_x0_osborne1,          { 5.46489469e-5 }, 1 },
     { "biggs_exp6",           6, mgh_biggs_exp6,          mgh_x0_biggs_exp6,        { 0.0, 5.65565e-3 }, 2 },
+    { "osborne2",            11, mgh_osborne2,            mgh_x0_osborne2,          { 4.01377e-2 }, 1 },
     { "watson6",              6, mgh_watson,              mgh_x0_zeros,             { 2.28767005e-3 }, 1 },
     { "watson9",              9, mgh_watson,              mgh_x0_zeros,             { 1.39976e-6 }, 1 },
     { "ext_rosenbrock10",    10, mgh_ext_rosenbrock,      mgh_x0_rosenbrock,        { 0.0 }, 1 },
@@ -749,6 +869,9 @@ static const mgh_problem mgh_problems[] = {
     { "broyden_tridiagonal10", 10, mgh_broyden_tridiagonal, mgh_x0_minus_ones,      { 0.0 }, 1 },
     { "broyden_banded10",    10, mgh_broyden_banded,      mgh_x0_minus_ones,        { 0.0 }, 1 },
     { "linear_full_rank5",    5, mgh_linear_full_rank,    mgh_x0_ones,              { 5.0 }, 1 },
+    /* m = 20: f* = 380/82 and 454/74 by the paper's formulas. */
+    { "linear_rank1_10",     10, mgh_linear_rank1,        mgh_x0_ones,              { 4.63414634 }, 1 },
+    { "linear_rank1_zero10", 10, mgh_linear_rank1_zero,   mgh_x0_ones,              { 6.13513514 }, 1 },
     { "chebyquad8",           8, mgh_chebyquad,           mgh_x0_chebyquad,         { 3.51687372e-3 }, 1 },
     { "chebyquad9",           9, mgh_chebyquad,           mgh_x0_chebyquad,         { 0.0 }, 1 },
 };

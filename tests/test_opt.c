@@ -2,10 +2,11 @@
  * Tests of the optimizers (src/opt): the Moré–Garbow–Hillstrom problems,
  * written with hyperad ops and solved from their standard starting points by
  * L-BFGS, Newton-CG (trust region and line search) and dense Newton, checked
- * against the paper's minimum values; counters checked against a counting
- * wrapper (an independent route); stop reasons; an indefinite Hessian at the
- * start; a domain with NaN; bad input; the progress callback; failing
- * callbacks; the line search on the functions of Moré & Thuente (1994).
+ * against the paper's minimum values (a listed shortfall is asserted for what
+ * it is); counters checked against a counting wrapper (an independent route);
+ * stop reasons; an indefinite Hessian at the start; a domain with NaN; bad
+ * input; the progress callback; failing callbacks; the line search on the
+ * functions of Moré & Thuente (1994).
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -149,29 +150,73 @@ static int near_known_minimum(const mgh_problem *pr, double f)
     return 0;
 }
 
+/* The exceptions: an optimizer that does not reach the minimum from the
+ * standard start within the set's budget (5000 iterations), with the stop
+ * reason it ends with instead.  The set then asserts that reason and that f
+ * fell by more than a factor 100 from f(x0), and fails if the optimizer
+ * reaches the minimum after all (the entry would be stale). */
+typedef struct mgh_shortfall {
+    int kind;
+    const char *problem;
+    ad_stop_reason reason;
+} mgh_shortfall;
+
+static const mgh_shortfall mgh_shortfalls[] = {
+    /* Meyer (10) is badly scaled: along the path from x0 = (0.02, 4000, 250)
+     * H is indefinite (H22 = −8.7e3 and H33 = −1.9e6 at x0; smallest
+     * eigenvalue ≈ −5 later on) while H11 ≈ 2.2e12, so the shift of N&W
+     * Alg. 3.3 is at least β = 1e-3·max diag(H) ≈ 2.2e9, which swamps the
+     * curvature in x2 and x3 (|H22|, |H33| ≤ 1.4e7 there): the steps in x2
+     * and x3 shrink to about |g|/2e9 and dense Newton crawls.  From
+     * f(x0) = 1.69361e9 it is at f ≈ 4.9e6 after 5000 iterations; it does
+     * reach 87.9458 after about 54 000 (dense_newton_crawls_to_meyer_minimum).
+     * L-BFGS (≈ 420 iterations) and Newton-CG with trust region (≈ 415) or
+     * line search (≈ 810) reach it within the budget. */
+    { OPT_DENSE, "meyer", AD_STOP_MAX_ITER },
+};
+
+static const mgh_shortfall *mgh_find_shortfall(int kind, const char *problem)
+{
+    for (size_t i = 0; i < sizeof mgh_shortfalls / sizeof mgh_shortfalls[0]; i++)
+        if (mgh_shortfalls[i].kind == kind && strcmp(mgh_shortfalls[i].problem, problem) == 0)
+            return &mgh_shortfalls[i];
+    return NULL;
+}
+
 static void solve_mgh_set(int kind)
 {
     int failures = 0;
     for (size_t i = 0; i < MGH_NPROBLEMS; i++) {
         const mgh_problem *pr = &mgh_problems[i];
-        double x[16];
+        const mgh_shortfall *sf = mgh_find_shortfall(kind, pr->name);
+        double x[16], f0;
+        assert_true(pr->n <= sizeof x / sizeof x[0]);
         pr->x0(pr->n, x);
         ad_tape *t = ad_tape_new();
         assert_non_null(t);
         ad_status st = ad_record(t, pr->f, pr->n, x, NULL);
+        assert_true(st == AD_OK || st == AD_EDOMAIN);
+        st = ad_eval(t, x, &f0);
         assert_true(st == AD_OK || st == AD_EDOMAIN);
         counted c;
         ad_problem p = counted_problem(&c, ad_problem_tape(t));
         run_opts o = { .gtol = 1e-10, .max_iter = 5000 };
         ad_opt_result r;
         st = run(kind, &p, x, &o, &r);
-        int ok = st == AD_OK && near_known_minimum(pr, r.f) &&
+        int ok;
+        if (sf != NULL)
+            ok = st == AD_OK && r.reason == sf->reason && r.f < 1e-2 * f0 &&
+                 !near_known_minimum(pr, r.f);
+        else
+            ok = st == AD_OK && near_known_minimum(pr, r.f) &&
                  r.reason != AD_STOP_ERROR && r.reason != AD_STOP_NONE &&
                  r.reason != AD_STOP_CALLBACK;
         if (!ok) {
             failures++;
-            print_message("%s on %s: status %s, f = %.9g (known %.9g), |g| = %.3g, %s, %zu iterations\n",
-                          kind_name[kind], pr->name, ad_strerror(st), r.f, pr->fmin[0],
+            print_message("%s on %s%s: status %s, f = %.9g (known %.9g, f(x0) = %.9g), |g| = %.3g, %s, %zu iterations\n",
+                          kind_name[kind], pr->name,
+                          sf ? " (expected to stop short of the minimum)" : "",
+                          ad_strerror(st), r.f, pr->fmin[0], f0,
                           r.gnorm, ad_stop_reason_str(r.reason), r.iters);
         }
         check_counters(kind, &c, &r);
@@ -206,6 +251,82 @@ static void mgh_dense_newton_reaches_known_minima(void **state)
 {
     (void)state;
     solve_mgh_set(OPT_DENSE);
+}
+
+/* ---- f at the standard start of the problems added last ------------------------------ */
+
+/* The data tables and starting points checked at x0 (f* is checked by the
+ * four solves above): Meyer's 1.69361e9 as usually quoted; Osborne 2's
+ * 2.093420 as computed from the paper's y table (the table that gives the
+ * paper's f* = 4.01377e-2 at the known minimizer, see mgh.h); the two rank-1
+ * linear functions (m = 20, x0 = 1) against their closed forms. */
+static void mgh_added_problems_have_their_start_values(void **state)
+{
+    (void)state;
+    double lin1 = 0.0, lin0 = 2.0;        /* Σ_j j = 55; Σ_{j=2}^{9} j = 44 */
+    for (int i = 1; i <= 20; i++)
+        lin1 += (55.0 * i - 1.0) * (55.0 * i - 1.0);
+    for (int i = 2; i <= 19; i++)
+        lin0 += (44.0 * (i - 1) - 1.0) * (44.0 * (i - 1) - 1.0);
+    const struct { const char *name; double f0, rtol; } want[] = {
+        { "meyer", 1.69361e9, 1e-5 },
+        { "osborne2", 2.09342, 1e-5 },
+        { "linear_rank1_10", lin1, 1e-14 },
+        { "linear_rank1_zero10", lin0, 1e-14 },
+    };
+    for (size_t k = 0; k < sizeof want / sizeof want[0]; k++) {
+        const mgh_problem *pr = NULL;
+        for (size_t i = 0; i < MGH_NPROBLEMS; i++)
+            if (strcmp(mgh_problems[i].name, want[k].name) == 0)
+                pr = &mgh_problems[i];
+        assert_non_null(pr);
+        double x[16], f;
+        pr->x0(pr->n, x);
+        ad_tape *t = ad_tape_new();
+        assert_int_equal(ad_record(t, pr->f, pr->n, x, NULL), AD_OK);
+        assert_int_equal(ad_eval(t, x, &f), AD_OK);
+        if (!(fabs(f - want[k].f0) <= want[k].rtol * want[k].f0))
+            print_message("%s: f(x0) = %.9g, want %.9g\n", pr->name, f, want[k].f0);
+        assert_true(fabs(f - want[k].f0) <= want[k].rtol * want[k].f0);
+        ad_tape_free(t);
+    }
+}
+
+/* ---- dense Newton on Meyer: slow, not lost ------------------------------------------ */
+
+/* The shortfall listed above, seen through: the cause (a negative diagonal
+ * entry at x0 beside one of 2e12, so the identity shift must exceed 2e9) and
+ * that with a budget of 100 000 iterations dense Newton does reach the
+ * paper's 87.9458 (it takes about 54 000). */
+static void dense_newton_crawls_to_meyer_minimum(void **state)
+{
+    (void)state;
+    const mgh_problem *pr = NULL;
+    for (size_t i = 0; i < MGH_NPROBLEMS; i++)
+        if (strcmp(mgh_problems[i].name, "meyer") == 0)
+            pr = &mgh_problems[i];
+    assert_non_null(pr);
+    double x[3], H[9];
+    pr->x0(pr->n, x);
+    ad_tape *t = ad_tape_new();
+    assert_int_equal(ad_record(t, pr->f, pr->n, x, NULL), AD_OK);
+    assert_int_equal(ad_hessian(t, x, H), AD_OK);
+    assert_true(H[4] < 0.0);
+    assert_true(H[0] > 1e12);
+
+    ad_problem p = ad_problem_tape(t);
+    run_opts o = { .gtol = 1e-10, .max_iter = 100000 };
+    ad_opt_result r;
+    assert_int_equal(run(OPT_DENSE, &p, x, &o, &r), AD_OK);
+    if (!near_known_minimum(pr, r.f) || r.iters <= 5000)
+        print_message("dense on meyer: f = %.9g, %s, %zu iterations\n", r.f,
+                      ad_stop_reason_str(r.reason), r.iters);
+    assert_true(near_known_minimum(pr, r.f));
+    assert_true(r.reason != AD_STOP_MAX_ITER && r.reason != AD_STOP_MAX_EVAL &&
+                r.reason != AD_STOP_ERROR);
+    /* Beyond the set's budget: why the set lists it as a shortfall. */
+    assert_true(r.iters > 5000);
+    ad_tape_free(t);
 }
 
 /* ---- extended Rosenbrock, n = 1000, through the tape --------------------------- */
@@ -976,10 +1097,12 @@ int main(void)
         cmocka_unit_test(bad_input_is_refused_with_einval),
         cmocka_unit_test(more_thuente_search_meets_strong_wolfe),
         cmocka_unit_test(line_searches_back_away_from_nan),
+        cmocka_unit_test(mgh_added_problems_have_their_start_values),
         cmocka_unit_test(mgh_lbfgs_reaches_known_minima),
         cmocka_unit_test(mgh_newton_tr_reaches_known_minima),
         cmocka_unit_test(mgh_newton_ls_reaches_known_minima),
         cmocka_unit_test(mgh_dense_newton_reaches_known_minima),
+        cmocka_unit_test(dense_newton_crawls_to_meyer_minimum),
         cmocka_unit_test(ext_rosenbrock_1000_converges_to_gtol_1e8),
         cmocka_unit_test(indefinite_start_reaches_a_minimum_not_the_saddle),
         cmocka_unit_test(nan_region_is_backed_away_from),
