@@ -3,7 +3,7 @@
  * ../shared/ANCHORS.md, in one process style and one run (issue 9; reused
  * by the suite of issue 5).  run_ad.sh drives it; RESULTS.md has figures.
  *
- *   bench_ad [--tool plain|hyperad|adolc|all] [--fn rosen|logreg|dense|all]
+ *   bench_ad [--tool plain|hyperad|adolc|all] [--fn rosen|logreg|dense|chain|all]
  *            [--n N] [--m M] [--quick] [--batches B] [--min-time S]
  *            [--logexp] [--rss-only] [--allow-default-malloc]
  *
@@ -12,7 +12,9 @@
  * for each tool: record, record + ad_tape_optimize (hyperad), record + first
  * gradient (a fresh tape), eval, gradient, HVP at a new x, HVP at the same x,
  * 10 HVPs per point (the Newton-CG pattern; time per HVP), and the dense
- * Hessian (dense function only), each as a median and as a ratio to f; tape
+ * Hessian (dense function only; there also hyperad's central finite
+ * differences of ad_gradient, "hessian_fd", for speed, and its error against
+ * the exact Hessian, INFO fd_hessian_err), each as a median and as a ratio to f; tape
  * bytes per op; peak RSS at the end (ru_maxrss: run one tool and one case per
  * process to read it per tool, as run_ad.sh does with --rss-only).  Every
  * driver of both tools is checked against the hand-coded derivatives first.
@@ -60,7 +62,7 @@
 /* ===================================================================== */
 
 enum { TOOL_PLAIN = 1, TOOL_HYPERAD = 2, TOOL_ADOLC = 4 };
-enum { FN_ROSEN = 1, FN_LOGREG = 2, FN_DENSE = 4 };
+enum { FN_ROSEN = 1, FN_LOGREG = 2, FN_DENSE = 4, FN_CHAIN = 8 };
 
 typedef struct opts {
     int tools, fns;
@@ -111,7 +113,7 @@ static double rng_normal(uint64_t *s) /* N(0,1), Box-Muller */
 
 typedef struct bench_case {
     bench_problem p;
-    const char *fname;  /* rosen, logreg, dense */
+    const char *fname;  /* rosen, logreg, dense, chain */
     double *x0, *x1, *v;
     double *X, *y;      /* logreg data */
 } bench_case;
@@ -197,6 +199,14 @@ static void case_make(bench_case *c, bench_fn fn, size_t n, size_t m)
         for (size_t i = 0; i < n; i++)
             c->x1[i] = rng_sym(&s);
         break;
+    case BENCH_CHAIN:
+        c->fname = "chain";
+        s = 0x434841494eULL;
+        for (size_t i = 0; i < n; i++)
+            c->x0[i] = rng_sym(&s);
+        for (size_t i = 0; i < n; i++)
+            c->x1[i] = rng_sym(&s);
+        break;
     }
     uint64_t sv = 0x5645435452ULL + (uint64_t)fn;
     for (size_t i = 0; i < n; i++)
@@ -247,12 +257,49 @@ __attribute__((noinline)) static double plain_dense(const double *x, size_t n)
     return s + exp(sum * (1.0 / (double)n));
 }
 
+/* The chain's step phi(z) = sin(z) exp(-z^2) + tanh(z) and its first two
+ * derivatives (the hand-coded chain rule carries them along the chain). */
+static double chain_phi(double z, double *d1, double *d2)
+{
+    double s = sin(z), c = cos(z), e = exp(-z * z), t = tanh(z), sech2 = 1.0 - t * t;
+    *d1 = e * (c - 2.0 * z * s) + sech2;
+    *d2 = e * (-3.0 * s - 4.0 * z * c + 4.0 * z * z * s) - 2.0 * t * sech2;
+    return s * e + t;
+}
+
+__attribute__((noinline)) static double plain_chain(const double *x, size_t n)
+{
+    double f = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        double z = x[i];
+        for (int k = 0; k < BENCH_CHAIN_DEPTH; k++)
+            z = sin(z) * exp(-(z * z)) + tanh(z);
+        f += z;
+    }
+    return f;
+}
+
+/* c(x) = phi^D(x): value, c'(x), c''(x) by forward propagation. */
+static void hand_chain_elem(double x, double *c1, double *c2)
+{
+    double z = x, d = 1.0, dd = 0.0, p1, p2;
+    for (int k = 0; k < BENCH_CHAIN_DEPTH; k++) {
+        double zn = chain_phi(z, &p1, &p2);
+        dd = p2 * d * d + p1 * dd;
+        d = p1 * d;
+        z = zn;
+    }
+    *c1 = d;
+    *c2 = dd;
+}
+
 static double plain_f(const bench_problem *p, const double *x)
 {
     switch (p->fn) {
     case BENCH_ROSEN: return plain_rosen(x, p->n);
     case BENCH_LOGREG: return plain_logreg(p, x);
     case BENCH_DENSE: return plain_dense(x, p->n);
+    case BENCH_CHAIN: return plain_chain(x, p->n);
     }
     return NAN;
 }
@@ -301,6 +348,12 @@ __attribute__((noinline)) static void hand_gradient(const bench_problem *p, cons
             g[i] += e;
         break;
     }
+    case BENCH_CHAIN:
+        for (size_t i = 0; i < n; i++) {
+            double c2;
+            hand_chain_elem(x[i], &g[i], &c2);
+        }
+        break;
     }
 }
 
@@ -350,6 +403,13 @@ __attribute__((noinline)) static void hand_hvp(const bench_problem *p, const dou
             hv[i] += e;
         break;
     }
+    case BENCH_CHAIN:
+        for (size_t i = 0; i < n; i++) {
+            double c1, c2;
+            hand_chain_elem(x[i], &c1, &c2);
+            hv[i] = c2 * v[i];
+        }
+        break;
     }
 }
 
@@ -524,9 +584,9 @@ static void report(const bench_case *c, const char *tool, const char *metric, ti
 /* The metrics shared by both tools                                      */
 /* ===================================================================== */
 
-enum { M_RECORD, M_RECOPT, M_RECGRAD, M_EVAL, M_GRAD, M_HVP_NEW, M_HVP_SAME, M_HVP_CG, M_HESSIAN, M_COUNT };
-static const char *const metric_name[M_COUNT] = {"record",   "rec+opt",  "rec+grad",  "eval",   "gradient",
-                                                 "hvp_newx", "hvp_samex", "hvp_cg10", "hessian"};
+enum { M_RECORD, M_RECOPT, M_RECGRAD, M_EVAL, M_GRAD, M_HVP_NEW, M_HVP_SAME, M_HVP_CG, M_HESSIAN, M_FDHESS, M_COUNT };
+static const char *const metric_name[M_COUNT] = {"record",   "rec+opt",   "rec+grad", "eval",    "gradient",
+                                                 "hvp_newx", "hvp_samex", "hvp_cg10", "hessian", "hessian_fd"};
 /* hvp_cg10: the Newton-CG pattern, CG_HVPS HVPs at one point then a new
  * point; reported per HVP (the call's time divided by CG_HVPS). */
 #define CG_HVPS 10
@@ -601,6 +661,18 @@ static ad_var hy_logreg(const ad_var *w, const bench_problem *p, int logexp)
     return ad_add(loss, ad_mulc(r, 0.5 * p->lambda));
 }
 
+static ad_var hy_chain(const ad_var *x, size_t n)
+{
+    ad_var f = ad_const(0.0);
+    for (size_t i = 0; i < n; i++) {
+        ad_var z = x[i];
+        for (int k = 0; k < BENCH_CHAIN_DEPTH; k++)
+            z = ad_add(ad_mul(ad_sin(z), ad_exp(ad_neg(ad_sqr(z)))), ad_tanh(z));
+        f = ad_add(f, z);
+    }
+    return f;
+}
+
 static ad_var hy_dense(const ad_var *x, size_t n)
 {
     ad_var s = ad_const(0.0);
@@ -618,6 +690,7 @@ typedef struct hy_ctx {
     int logexp;
     double f;
     double *g, *hv, *H, *ref;
+    double *xs, *gm; /* finite differences: shifted point, g(x - h e_j) */
     ad_status st;
     const char *where;
 } hy_ctx;
@@ -661,6 +734,7 @@ static ad_status hy_record_at(hy_ctx *h, const double *x)
     case BENCH_ROSEN: y = hy_rosen(xv, p->n); break;
     case BENCH_LOGREG: y = hy_logreg(xv, p, h->logexp); break;
     case BENCH_DENSE: y = hy_dense(xv, p->n); break;
+    case BENCH_CHAIN: y = hy_chain(xv, p->n); break;
     }
     ad_output(y);
     free(xv);
@@ -733,6 +807,41 @@ static int hy_call_hess(void *ctx, uint64_t k)
 {
     hy_ctx *h = ctx;
     return hy_fail(h, ad_hessian(h->t, (k & 1) ? h->c->x1 : h->c->x0, h->H), "ad_hessian");
+}
+
+/* The numerical Hessian of the seeds: central differences of the gradient
+ * (ad_gradient), H e_j = (g(x + h_j e_j) - g(x - h_j e_j)) / (2 h_j) with
+ * h_j = cbrt(DBL_EPSILON) max(1, |x_j|); 2n gradients, row-major H with
+ * column j written from the two gradients (not symmetrized). */
+static ad_status hy_fd_hessian(hy_ctx *h, const double *x, double *H)
+{
+    const size_t n = h->c->p.n;
+    const double eps3 = 6.0554544523933395e-06; /* cbrt(2^-52) */
+    memcpy(h->xs, x, n * sizeof *x);
+    for (size_t j = 0; j < n; j++) {
+        double hj = eps3 * (fabs(x[j]) > 1.0 ? fabs(x[j]) : 1.0);
+        double xp = x[j] + hj, xm = x[j] - hj;
+        double f;
+        h->xs[j] = xp;
+        ad_status st = ad_gradient(h->t, h->xs, &f, h->g);
+        if (st != AD_OK)
+            return st;
+        h->xs[j] = xm;
+        st = ad_gradient(h->t, h->xs, &f, h->gm);
+        h->xs[j] = x[j];
+        if (st != AD_OK)
+            return st;
+        double inv = 1.0 / (xp - xm);
+        for (size_t i = 0; i < n; i++)
+            H[i * n + j] = (h->g[i] - h->gm[i]) * inv;
+    }
+    return AD_OK;
+}
+
+static int hy_call_fdhess(void *ctx, uint64_t k)
+{
+    hy_ctx *h = ctx;
+    return hy_fail(h, hy_fd_hessian(h, (k & 1) ? h->c->x1 : h->c->x0, h->H), "finite-difference Hessian");
 }
 
 /* ---- ADOL-C twins (bench_adolc.cpp) --------------------------------- */
@@ -826,6 +935,7 @@ static size_t case_nodes_hint(const bench_case *c)
     case BENCH_ROSEN: return 8 * c->p.n;
     case BENCH_LOGREG: return c->p.m * (2 * c->p.n + 2);
     case BENCH_DENSE: return 6 * c->p.n;
+    case BENCH_CHAIN: return 7 * BENCH_CHAIN_DEPTH * c->p.n;
     }
     return 0;
 }
@@ -902,6 +1012,21 @@ static void hy_check(hy_ctx *h, const char *when)
             HY_REPORT("hessian", rel_err(h->H, ref, n * n));
         if (!hy_fail(h, ad_hessian(h->t, c->x0, h->H), "ad_hessian (check, same x)"))
             HY_REPORT("hessian_samex", rel_err(h->H, ref, n * n));
+        /* Central differences: an approximation, reported, not checked. */
+        if (!hy_fail(h, hy_fd_hessian(h, c->x0, h->H), "finite-difference Hessian (accuracy)")) {
+            double e = rel_err(h->H, ref, n * n), emax = 0.0;
+            for (size_t i = 0; i < n * n; i++)
+                if (fabs(ref[i]) > 1e-300) {
+                    double r = fabs(h->H[i] - ref[i]) / fabs(ref[i]);
+                    if (!(r <= emax))
+                        emax = r;
+                }
+            printf("  hyperad finite-difference Hessian%s: max|H_fd - H| / max|H| %.2e, max entrywise rel. error %.2e\n",
+                   when, e, emax);
+            printf("INFO\t%s\t%zu\thyperad\tfd_hessian_err%s\t%.3e\n", c->fname, n, when[0] ? "_after" : "", e);
+            printf("INFO\t%s\t%zu\thyperad\tfd_hessian_err_entrywise%s\t%.3e\n", c->fname, n,
+                   when[0] ? "_after" : "", emax);
+        }
     }
 #undef HY_REPORT
 }
@@ -921,6 +1046,8 @@ static int hy_setup(hy_ctx *h, const bench_case *c, const opts *o)
     h->hv = xmalloc(n, sizeof(double));
     h->H = dense ? xmalloc(n, n * sizeof(double)) : NULL;
     h->ref = xmalloc(dense ? n * n : n, sizeof(double));
+    h->xs = xmalloc(n, sizeof(double));
+    h->gm = xmalloc(n, sizeof(double));
     h->t = ad_tape_new();
     if (!h->t) {
         printf("  ERROR hyperad: ad_tape_new returned NULL\n");
@@ -952,6 +1079,8 @@ static int hy_setup(hy_ctx *h, const bench_case *c, const opts *o)
 static void hy_teardown(hy_ctx *h)
 {
     ad_tape_free(h->t);
+    free(h->xs);
+    free(h->gm);
     free(h->g);
     free(h->hv);
     free(h->H);
@@ -961,7 +1090,8 @@ static void hy_teardown(hy_ctx *h)
 
 static const bench_call hy_calls[M_COUNT] = {hy_call_record,   hy_call_recopt, hy_call_recgrad,
                                              hy_call_eval,     hy_call_grad,   hy_call_hvp_new,
-                                             hy_call_hvp_same, hy_call_hvp_cg, hy_call_hess};
+                                             hy_call_hvp_same, hy_call_hvp_cg, hy_call_hess,
+                                             hy_call_fdhess};
 
 #if BENCH_HAVE_ADOLC
 /* ADOL-C: the same, with its tape statistics. */
@@ -1039,7 +1169,8 @@ static void ac_teardown(ac_ctx *h)
 /* ADOL-C has no separate optimize step. */
 static const bench_call ac_calls[M_COUNT] = {ac_call_record,   NULL,           ac_call_recgrad,
                                              ac_call_eval,     ac_call_grad,   ac_call_hvp_new,
-                                             ac_call_hvp_same, ac_call_hvp_cg, ac_call_hess};
+                                             ac_call_hvp_same, ac_call_hvp_cg, ac_call_hess,
+                                             NULL};
 #endif
 
 /* One case: f, the hand-coded floor, then each metric for hyperad and
@@ -1094,11 +1225,11 @@ static void run_case(bench_fn fn, size_t n, size_t m, const opts *o)
 #endif
     if (!o->rss_only) {
         for (int mi = 0; mi < M_COUNT; mi++) {
-            if (mi == M_HESSIAN && !dense)
+            if ((mi == M_HESSIAN || mi == M_FDHESS) && !dense)
                 continue;
             for (int turn = 0; turn < 2; turn++) {
                 int adolc_turn = (turn + mi) % 2; /* alternate who goes first */
-                if (!adolc_turn && hy_ok) {
+                if (!adolc_turn && hy_ok && hy_calls[mi]) {
                     hy.st = AD_OK;
                     rh[mi] = per_call(measure(hy_calls[mi], &hy, o), mi);
                     report(&c, "hyperad", metric_name[mi], rh[mi], tf.med);
@@ -1146,7 +1277,7 @@ static void run_case(bench_fn fn, size_t n, size_t m, const opts *o)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: bench_ad [--tool plain|hyperad|adolc|all] [--fn rosen|logreg|dense|all]\n"
+            "usage: bench_ad [--tool plain|hyperad|adolc|all] [--fn rosen|logreg|dense|chain|all]\n"
             "                [--n N] [--m M] [--quick] [--batches B] [--min-time S]\n"
             "                [--logexp] [--rss-only] [--allow-default-malloc]\n"
             "  --tool   plain: f and the hand-coded gradient/HVP; all (default): every tool built\n"
@@ -1214,8 +1345,10 @@ int main(int argc, char **argv)
                 o.fns |= FN_LOGREG;
             else if (!strcmp(val, "dense"))
                 o.fns |= FN_DENSE;
+            else if (!strcmp(val, "chain"))
+                o.fns |= FN_CHAIN;
             else if (!strcmp(val, "all"))
-                o.fns |= FN_ROSEN | FN_LOGREG | FN_DENSE;
+                o.fns |= FN_ROSEN | FN_LOGREG | FN_DENSE | FN_CHAIN;
             else {
                 fprintf(stderr, "bench_ad: unknown function '%s'\n", val);
                 return 2;
@@ -1276,8 +1409,8 @@ int main(int argc, char **argv)
     if (o.tools == 0)
         o.tools = TOOL_PLAIN | TOOL_HYPERAD | TOOL_ADOLC;
     if (o.fns == 0)
-        o.fns = FN_ROSEN | FN_LOGREG | FN_DENSE;
-    if (o.n && o.fns != FN_ROSEN && o.fns != FN_LOGREG && o.fns != FN_DENSE) {
+        o.fns = FN_ROSEN | FN_LOGREG | FN_DENSE | FN_CHAIN;
+    if (o.n && o.fns != FN_ROSEN && o.fns != FN_LOGREG && o.fns != FN_DENSE && o.fns != FN_CHAIN) {
         fprintf(stderr, "bench_ad: --n needs exactly one --fn\n");
         return 2;
     }
@@ -1353,6 +1486,11 @@ int main(int argc, char **argv)
         }
         for (size_t i = 0; i < cnt; i++)
             run_case(BENCH_DENSE, sz[i], 0, &o);
+    }
+
+    if (o.fns & FN_CHAIN) {
+        size_t n = o.n ? o.n : (o.quick ? 10 : 1000);
+        run_case(BENCH_CHAIN, n, 0, &o);
     }
 
     print_loadavg("end");

@@ -69,6 +69,19 @@ adouble dense(const adouble *x, size_t n)
     return s + exp(sum * (1.0 / static_cast<double>(n)));
 }
 
+// Deep chain: sum_i phi^D(x_i), phi(x) = sin(x) exp(-x^2) + tanh(x).
+adouble chain(const adouble *x, size_t n)
+{
+    adouble f = 0.0;
+    for (size_t i = 0; i < n; i++) {
+        adouble z = x[i];
+        for (int k = 0; k < BENCH_CHAIN_DEPTH; k++)
+            z = sin(z) * exp(-(z * z)) + tanh(z);
+        f += z;
+    }
+    return f;
+}
+
 } // namespace
 
 extern "C" {
@@ -93,6 +106,7 @@ int bench_adolc_record(const bench_problem *p, const double *x, double *f)
         case BENCH_ROSEN: af = rosen(ax, n); break;
         case BENCH_LOGREG: af = logreg(ax, p); break;
         case BENCH_DENSE: af = dense(ax, n); break;
+        case BENCH_CHAIN: af = chain(ax, n); break;
         }
         af >>= *f;
         delete[] ax;

@@ -16,8 +16,13 @@ extern "C" {
 typedef enum bench_fn {
     BENCH_ROSEN = 0,  /* chained Rosenbrock                                   */
     BENCH_LOGREG,     /* logistic loss written element by element              */
-    BENCH_DENSE       /* sum sin(x_i) x_{i+1}^2 + exp(mean(x)): dense Hessian   */
+    BENCH_DENSE,      /* sum sin(x_i) x_{i+1}^2 + exp(mean(x)): dense Hessian   */
+    BENCH_CHAIN       /* sum_i c(x_i), c = phi^D, phi(x) = sin(x) exp(-x^2)     */
+                      /* + tanh(x), D = BENCH_CHAIN_DEPTH: deep transcendental  */
 } bench_fn;
+
+/* BENCH_CHAIN: applications of phi per element (7 tape ops each). */
+#define BENCH_CHAIN_DEPTH 100
 
 /* One benchmark problem: the function and its data (borrowed). */
 typedef struct bench_problem {
