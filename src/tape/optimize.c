@@ -318,6 +318,30 @@ static uint32_t collapse(opt_state *s, uint32_t j)
     return emit(s, OP_DOT, (uint32_t)off, cnt);
 }
 
+/* Unary ops whose b is an index into the constant pool. */
+static int has_cst(tape_op op)
+{
+    switch (op) {
+#define HC_NOC 0
+#define HC_CST 1
+#define HC_INT 0
+#define X_HC(N, n, K, C) case OP_##N: return HC_##K;
+    TAPE_UNARY_OPS(X_HC)
+#undef X_HC
+    default:
+        return 0;
+    }
+}
+
+/* c in the new pool; its index. */
+static uint32_t new_const(opt_state *s, double c)
+{
+    uint32_t k = pool_add(s->o, c);
+    if (k == UINT32_MAX)
+        s->oom = 1;
+    return k;
+}
+
 /* Copies a list of k old nodes into the new ext, remapped. */
 static size_t copy_list(opt_state *s, const uint32_t *src, size_t k)
 {
@@ -328,12 +352,17 @@ static size_t copy_list(opt_state *s, const uint32_t *src, size_t k)
     return off;
 }
 
-tape_rec *tape_optimize(const tape_rec *raw_const)
+tape_rec *tape_optimize(const tape_rec *raw_const, void *scratch, size_t scratch_bytes)
 {
     tape_rec *r = (tape_rec *)raw_const;
     size_t n = r->n;
-    uint8_t *fl = tape_alloc(2 * (n ? n : 1), 1);
-    uint32_t *map = tape_alloc((n ? n : 1) * sizeof *map, 0);
+    /* flags (2 bytes a node) and the renumbering (4): in the caller's dead
+     * scratch when it is big enough (peak memory), else our own. */
+    size_t need = 6 * (n ? n : 1) + 4;   /* + the map's alignment */
+    int own = !scratch || scratch_bytes < need;
+    uint8_t *fl = own ? tape_alloc(2 * (n ? n : 1), 1) : memset(scratch, 0, 2 * (n ? n : 1));
+    uint32_t *map = own ? tape_alloc((n ? n : 1) * sizeof *map, 0)
+                        : (uint32_t *)((char *)scratch + 2 * (n ? n : 1) + (4 - (2 * (n ? n : 1)) % 4) % 4);
     tape_rec *o = tape_rec_new();
     opt_state s = {0};
     if (!fl || !map || !o || !rewrite(r))
@@ -342,12 +371,8 @@ tape_rec *tape_optimize(const tape_rec *raw_const)
     mark(r, fl, uses);
     s.r = r; s.fl = fl; s.map = map; s.o = o;
     o->id = r->id;
-    /* The pool keeps its indices: unary constants and CONST nodes refer to it. */
-    if (!tape_grow((void **)&o->cst, &o->capcst, r->ncst + 1, sizeof(double)))
-        goto fail;
-    if (r->ncst)
-        memcpy(o->cst, r->cst, r->ncst * sizeof(double));
-    o->ncst = r->ncst;
+    /* The new pool holds only what emitted ops use (constants a collapse
+     * folded away, e.g. every mulc of the logistic loss, stay behind). */
 
     for (size_t i = 0; i < n && !s.oom; i++) {
         if (!(fl[i] & F_LIVE) || (fl[i] & F_ABSORB))
@@ -359,15 +384,17 @@ tape_rec *tape_optimize(const tape_rec *raw_const)
         case OP_COUNT:
             break;   /* emitted with their header */
         case OP_INPUT:
-        case OP_CONST:
             map[i] = emit(&s, op, a, 0);
+            break;
+        case OP_CONST:
+            map[i] = emit(&s, op, new_const(&s, r->cst[a]), 0);
             break;
 #define EM_U(N, n, K, C) case OP_##N:
         TAPE_UNARY_OPS(EM_U)
             if (is_linear(op) && (fl[a] & F_ABSORB))
                 map[i] = collapse(&s, (uint32_t)i);
             else
-                map[i] = emit(&s, op, map[a], b);
+                map[i] = emit(&s, op, map[a], has_cst(op) ? new_const(&s, r->cst[b]) : b);
             break;
 #define EM_B(N, n, C) case OP_##N:
         TAPE_BINARY_OPS(EM_B)
@@ -428,10 +455,18 @@ tape_rec *tape_optimize(const tape_rec *raw_const)
     o->optimized = 1;
     tape_rec_finish(o);
     o->max_scratch = r->max_scratch;
-    free(fl); free(map); free(s.tn); free(s.tc); free(s.sn); free(s.sc);
+    if (own) {
+        free(fl);
+        free(map);
+    }
+    free(s.tn); free(s.tc); free(s.sn); free(s.sc);
     return o;
 fail:
-    free(fl); free(map); free(s.tn); free(s.tc); free(s.sn); free(s.sc);
+    if (own) {
+        free(fl);
+        free(map);
+    }
+    free(s.tn); free(s.tc); free(s.sn); free(s.sc);
     tape_rec_release(o);
     return NULL;
 }

@@ -226,9 +226,11 @@ ad_status tape_ready(ad_tape *t)
     tape_rec *r = t->rec;
     if (r->optimized || !t->optimize || !r->complete)
         return AD_OK;
-    tape_rec *o = tape_optimize(r);
+    /* The value buffer is dropped below anyway: lend it as scratch. */
+    tape_rec *o = tape_optimize(r, t->val, t->capval * sizeof *t->val);
     if (!o) {
         r->optimized = 1;
+        t->val_ok = t->adj_ok = 0;   /* its scratch was the value buffer */
         return AD_OK;
     }
     o->id = r->id;

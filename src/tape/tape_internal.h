@@ -237,8 +237,10 @@ uint32_t tape_next_id(void);
 void tape_rec_finish(tape_rec *r);
 
 /* optimize.c: a new, optimized recording of r (NULL when out of memory).
- * Rewrites r's ops in place first (equivalent ops: r stays valid). */
-tape_rec *tape_optimize(const tape_rec *r);
+ * Rewrites r's ops in place first (equivalent ops: r stays valid).  scratch
+ * (may be NULL) is memory the caller no longer needs; with 6 bytes a node
+ * or more it holds the optimizer's work arrays. */
+tape_rec *tape_optimize(const tape_rec *r, void *scratch, size_t scratch_bytes);
 
 ad_status tape_ready(ad_tape *t);
 
