@@ -32,6 +32,9 @@ static int all_finite(const double *x, size_t n)
     return (a0 + a1 + a2 + a3) == 0.0;
 }
 
+/* The cached partials, when they belong to the current values. */
+#define DC(t) ((t)->dc_ok ? (const double *)(t)->dc : NULL)
+
 static int at_cache(const ad_tape *t, const double *x)
 {
     return t->val_ok && memcmp(x, t->xc, t->rec->nin * sizeof *x) == 0;
@@ -62,6 +65,7 @@ static ad_status buffers(ad_tape *t, int need_adj, int need_dot)
 {
     size_t n = t->rec->n + 1;
     if (!tape_buf(&t->val, &t->capval, n) || !tape_buf(&t->scr, &t->capscr, t->rec->max_scratch + 1)
+        || !tape_scratch(&t->dc, &t->capdc, n)
         || !tape_buf(&t->xc, &t->capxc, t->rec->nin + 1)
         || (need_adj && !tape_scratch(&t->adj, &t->capadj, n))
         || (need_dot && !tape_dots(t, n)))
@@ -104,7 +108,7 @@ static ad_status settle(ad_tape *t, const double *x, int *rerecorded)
         if ((s = tape_ready(t)) || (s = buffers(t, 1, 1)))
             return s;
         if (!t->val_ok)   /* optimized: values again, in the new numbering */
-            sweep_value_only(t->rec, t->val, x, t->scr, 0, t->rec->end);
+            sweep_value_only(t->rec, t->val, x, t->scr, NULL, 0, t->rec->end);
     }
     memcpy(t->xc, x, t->rec->nin * sizeof *x);
     t->val_ok = 1;
@@ -125,7 +129,8 @@ static ad_status values(ad_tape *t, const double *x)
     if (t->hit && t->val_ok)
         return AD_OK;
     t->val_ok = t->adj_ok = 0;
-    sweep_value_only(t->rec, t->val, x, t->scr, 0, t->rec->end);
+    sweep_value_only(t->rec, t->val, x, t->scr, t->dc, 0, t->rec->end);
+    t->dc_ok = 1;
     int re;
     return settle(t, x, &re);
 }
@@ -135,7 +140,7 @@ static ad_status adjoints(ad_tape *t)
 {
     if (t->adj_ok)
         return AD_OK;
-    sweep_reverse(t->rec, t->val, t->adj, t->scr);
+    sweep_reverse(t->rec, t->val, t->adj, t->scr, DC(t));
     t->adj_ok = 1;
     return AD_OK;
 }
@@ -225,21 +230,22 @@ ad_status ad_hvp(ad_tape *t, const double *x, const double *v, double *hv)
             tape_stmts_tangent(t, v);
             tape_stmts_reverse(t);
         } else {
-            sweep_tangent(r, t->val, t->dot, v, t->scr);
-            sweep_reverse_hvp(r, t->val, t->dot, t->adj, t->adot, 0, t->scr);
+            sweep_tangent(r, t->val, t->dot, v, t->scr, DC(t));
+            sweep_reverse_hvp(r, t->val, t->dot, t->adj, t->adot, 0, t->scr, DC(t));
         }
     } else {
         /* New point: values and tangents in one forward pass, adjoints and
          * their tangents in one reverse pass. */
         t->val_ok = t->adj_ok = 0;
-        sweep_forward(r, t->val, t->dot, x, v, t->scr, 0, r->end);
+        sweep_forward(r, t->val, t->dot, x, v, t->scr, t->dc, 0, r->end);
+        t->dc_ok = 1;
         int re;
         if ((s = settle(t, x, &re)))
             return s;
         r = t->rec;
         if (re)
-            sweep_tangent(r, t->val, t->dot, v, t->scr);
-        sweep_reverse_hvp(r, t->val, t->dot, t->adj, t->adot, 1, t->scr);
+            sweep_tangent(r, t->val, t->dot, v, t->scr, DC(t));
+        sweep_reverse_hvp(r, t->val, t->dot, t->adj, t->adot, 1, t->scr, DC(t));
         t->adj_ok = 1;
     }
     t->hvps_here++;

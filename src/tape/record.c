@@ -162,6 +162,7 @@ ad_status ad_record_begin(ad_tape *t)
     t->dom = AD_OK;
     t->msg[0] = '\0';
     t->val_ok = t->adj_ok = 0;
+    t->dc_ok = 0;   /* recorded values come without cached partials */
     t->fn = NULL;
     t->fn_ctx = NULL;
     t->recording = 1;
@@ -545,7 +546,7 @@ static void rec_matrix(size_t m, size_t n, const double *A, const ad_csr *S,
         ad_var v = push(t, OP_VOUT, (uint32_t)h, (uint32_t)i, 0.0);
         y[i] = v;
     }
-    sweep_value_only(r, t->val, NULL, t->scr, h, h + 1);
+    sweep_value_only(r, t->val, NULL, t->scr, NULL, h, h + 1);
     for (size_t i = 0; i < m; i++)
         if (!isfinite(t->val[h + 1 + i]))
             domain(t, op, h + 1 + i, t->val[h + 1 + i]);

@@ -145,7 +145,7 @@ INLINE void vaxpy(double *restrict x, const vec_args *g, double y)
 
 INLINE void fwd(const tape_rec *restrict r, double *restrict val, double *restrict dot,
                 const double *restrict x, const double *restrict v, double *restrict scr,
-                size_t from, size_t to, const int DV, const int DD)
+                double *restrict dc, size_t from, size_t to, const int DV, const int DD)
 {
     const uint8_t *op = r->op;
     const uint32_t *A = r->a, *B = r->b;
@@ -162,11 +162,17 @@ INLINE void fwd(const tape_rec *restrict r, double *restrict val, double *restri
             break;
 #define FWD_U(N, n, K, C)                                               \
         case OP_##N: {                                                  \
-            double xa = val[a], c = TAPE_ARG_##K(r, i), y;              \
+            double xa = val[a], c = TAPE_ARG_##K(r, i), y, d1, d2;      \
             if (DV) val[i] = y = dual_##n##_f(xa, c); else y = val[i];  \
-            if (DD) {                                                   \
-                double d1, d2;                                          \
+            if (DV && TAPE_CACHED(N) && dc) {                           \
                 dual_##n##_d(xa, y, c, &d1, &d2);                       \
+                dc[i] = d1;                                             \
+            }                                                           \
+            if (DD) {                                                   \
+                if (!DV && TAPE_CACHED(N) && dc)                        \
+                    d1 = dc[i];                                         \
+                else                                                    \
+                    dual_##n##_d(xa, y, c, &d1, &d2);                   \
                 dot[i] = dual_chain1(d1, dot[a]);                       \
             }                                                           \
             break;                                                      \
@@ -218,28 +224,29 @@ INLINE void fwd(const tape_rec *restrict r, double *restrict val, double *restri
 }
 
 void sweep_forward(const tape_rec *r, double *val, double *dot, const double *x,
-                   const double *v, double *scr, size_t from, size_t to)
+                   const double *v, double *scr, double *dc, size_t from, size_t to)
 {
-    fwd(r, val, dot, x, v, scr, from, to, 1, 1);
+    fwd(r, val, dot, x, v, scr, dc, from, to, 1, 1);
 }
 
 void sweep_value_only(const tape_rec *r, double *val, const double *x, double *scr,
-                      size_t from, size_t to)
+                      double *dc, size_t from, size_t to)
 {
-    fwd(r, val, NULL, x, NULL, scr, from, to, 1, 0);
+    fwd(r, val, NULL, x, NULL, scr, dc, from, to, 1, 0);
 }
 
 void sweep_tangent(const tape_rec *r, const double *val, double *dot, const double *v,
-                   double *scr)
+                   double *scr, const double *dc)
 {
-    fwd(r, (double *)val, dot, NULL, v, scr, 0, r->end, 0, 1);
+    fwd(r, (double *)val, dot, NULL, v, scr, (double *)dc, 0, r->end, 0, 1);
 }
 
 /* ---- reverse: adjoints (WA) and/or adjoint tangents (WD) --------------- */
 
 INLINE void rev(const tape_rec *restrict r, const double *restrict val,
                 const double *restrict dot, double *restrict adj, double *restrict adot,
-                double *restrict scr, size_t lo, size_t hi, const int WA, const int WD)
+                double *restrict scr, const double *restrict dc, size_t lo, size_t hi,
+                const int WA, const int WD)
 {
     const uint8_t *op = r->op;
     const uint32_t *A = r->a, *B = r->b;
@@ -255,6 +262,8 @@ INLINE void rev(const tape_rec *restrict r, const double *restrict val,
         case OP_##N: {                                                  \
             double d1, d2, yb = adj[i];                                 \
             dual_##n##_d(val[a], val[i], TAPE_ARG_##K(r, i), &d1, &d2); \
+            if (TAPE_CACHED(N) && dc)                                   \
+                d1 = dc[i];                                             \
             if (WA) adj[a] += yb * d1;                                  \
             if (WD) adot[a] += C ? dual_adjdot1(d1, d2, yb, adot[i], dot[a]) \
                                  : adot[i] * d1;                        \
@@ -318,23 +327,24 @@ INLINE void rev(const tape_rec *restrict r, const double *restrict val,
     }
 }
 
-void sweep_reverse(const tape_rec *r, const double *val, double *adj, double *scr)
+void sweep_reverse(const tape_rec *r, const double *val, double *adj, double *scr,
+                   const double *dc)
 {
     memset(adj, 0, r->end * sizeof *adj);
     adj[r->out] = 1.0;
-    rev(r, val, NULL, adj, NULL, scr, 0, (size_t)r->out + 1, 1, 0);
+    rev(r, val, NULL, adj, NULL, scr, dc, 0, (size_t)r->out + 1, 1, 0);
 }
 
 void sweep_reverse_hvp(const tape_rec *r, const double *val, const double *dot,
-                       double *adj, double *adot, int with_adj, double *scr)
+                       double *adj, double *adot, int with_adj, double *scr, const double *dc)
 {
     memset(adot, 0, r->end * sizeof *adot);
     if (with_adj) {
         memset(adj, 0, r->end * sizeof *adj);
         adj[r->out] = 1.0;
-        rev(r, val, dot, adj, adot, scr, 0, (size_t)r->out + 1, 1, 1);
+        rev(r, val, dot, adj, adot, scr, dc, 0, (size_t)r->out + 1, 1, 1);
     } else {
-        rev(r, val, dot, adj, adot, scr, 0, (size_t)r->out + 1, 0, 1);
+        rev(r, val, dot, adj, adot, scr, dc, 0, (size_t)r->out + 1, 0, 1);
     }
 }
 
@@ -344,13 +354,13 @@ void sweep_reverse_hvp(const tape_rec *r, const double *val, const double *dot,
 void sweep_node_tangent(const tape_rec *r, const double *val, double *dot, const double *v,
                         double *scr, size_t i)
 {
-    fwd(r, (double *)val, dot, NULL, v, scr, i, i + 1, 0, 1);
+    fwd(r, (double *)val, dot, NULL, v, scr, NULL, i, i + 1, 0, 1);
 }
 
 void sweep_node_reverse_hvp(const tape_rec *r, const double *val, const double *dot,
                             double *adj, double *adot, double *scr, size_t i)
 {
-    rev(r, val, dot, adj, adot, scr, i, i + 1, 0, 1);
+    rev(r, val, dot, adj, adot, scr, NULL, i, i + 1, 0, 1);
 }
 
 int sweep_partials(const tape_rec *r, const double *val, size_t i, double d[2], dual_rule2 *q)

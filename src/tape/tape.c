@@ -237,6 +237,7 @@ ad_status tape_ready(ad_tape *t)
     t->rec = o;
     tape_rec_release(r);
     t->val_ok = t->adj_ok = 0;
+    t->dc_ok = 0;
     /* The value buffer grew with the raw recording and holds nothing of use
      * now: let the sweeps allocate it at the optimized size (peak memory). */
     free(t->val);
@@ -292,7 +293,7 @@ void ad_tape_free(ad_tape *t)
         tape_active = NULL;
     tape_rec_release(t->rec);
     free(t->val); free(t->adj); free(t->dot); free(t->e12);   /* adot lives in dot's block */
-    free(t->dotk); free(t->adotk); free(t->scr); free(t->xc);
+    free(t->dotk); free(t->adotk); free(t->scr); free(t->xc); free(t->dc);
     tape_stmts_free(&t->st);
     for (unsigned k = 0; k < t->nworkers; k++)
         ad_tape_free(t->workers[k]);
@@ -357,7 +358,7 @@ size_t ad_tape_memory(const ad_tape *t)
         s += 5 * st->nent + 5 * st->ntm + st->nst + 4 * (st->nleaf + st->nst)
            + 4 * 2 * (st->rec ? st->rec->end : 0) + 8 * st->ngh;
     s += 8 * (t->capval + t->capadj + 2 * t->capdot + t->cape12
-              + t->capdotk + t->capadotk + t->capscr + t->capxc);
+              + t->capdotk + t->capadotk + t->capscr + t->capxc + t->capdc);
     return s;
 }
 

@@ -71,6 +71,12 @@ typedef enum tape_op {
     OP_COUNT
 } tape_op;
 
+/* Ops whose first derivative value sweeps keep (in the handle's dc array)
+ * for the sweeps after them: sin and cos, whose derivative is the other one
+ * (one sincos in the value sweep instead of a second call in the reverse).
+ * Cheap ops recompute theirs: storing would only move more bytes. */
+#define TAPE_CACHED(N) (OP_##N == OP_SIN || OP_##N == OP_COS)
+
 /* The constant a unary rule receives. */
 #define TAPE_ARG_NOC(r, i) 0.0
 #define TAPE_ARG_CST(r, i) ((r)->cst[(r)->b[i]])
@@ -211,6 +217,8 @@ struct ad_tape {
     double *adotk; size_t capadotk;
     double *scr;  size_t capscr;    /* gather/scatter space of matrix nodes  */
     double *xc;   size_t capxc;     /* the cached point                       */
+    double *dc;   size_t capdc;     /* f' of TAPE_CACHED nodes at xc          */
+    int dc_ok;                      /* dc belongs to the values in val        */
     int val_ok;                     /* val holds the values at xc             */
     int hit;                        /* this call's x equals xc (set by check) */
     uint64_t epoch;                 /* counts the points cached so far        */
@@ -257,15 +265,19 @@ extern _Thread_local ad_tape *tape_active;
 ad_status tape_rerecord(ad_tape *t, const double *x);
 
 /* sweep.c: the sweeps.  Buffers must be sized by the caller (drivers.c). */
+/* dc: f' of the nodes TAPE_CACHED names, written by value sweeps (non-NULL)
+ * and read instead of recomputed by tangent and reverse sweeps (non-NULL
+ * only while it belongs to the current values). */
 void sweep_forward(const tape_rec *r, double *val, double *dot, const double *x,
-                   const double *v, double *scr, size_t from, size_t to);
+                   const double *v, double *scr, double *dc, size_t from, size_t to);
 void sweep_value_only(const tape_rec *r, double *val, const double *x, double *scr,
-                      size_t from, size_t to);
+                      double *dc, size_t from, size_t to);
 void sweep_tangent(const tape_rec *r, const double *val, double *dot, const double *v,
-                   double *scr);
-void sweep_reverse(const tape_rec *r, const double *val, double *adj, double *scr);
+                   double *scr, const double *dc);
+void sweep_reverse(const tape_rec *r, const double *val, double *adj, double *scr,
+                   const double *dc);
 void sweep_reverse_hvp(const tape_rec *r, const double *val, const double *dot,
-                       double *adj, double *adot, int with_adj, double *scr);
+                       double *adj, double *adot, int with_adj, double *scr, const double *dc);
 void sweep_tangent_lanes(const tape_rec *r, const double *val, double *dotk,
                          const double *V, size_t k, size_t n, double *scr);
 void sweep_reverse_lanes(const tape_rec *r, const double *val, const double *dotk,
