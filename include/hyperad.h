@@ -466,7 +466,8 @@ AD_API ad_status ad_newton_cg(const ad_problem *p, double *x, const ad_newton_pa
 
 /* Dense Newton for small n: x ← x − (H + μI)⁻¹ ∇f by a Cholesky solve
  * (LAPACK), with μ raised until H + μI is positive definite, and a
- * backtracking line search.  Uses p->hess, or n HVPs when it is NULL.
+ * backtracking line search.  Uses p->hess, or n HVPs when it is NULL;
+ * either way res->nhvp counts n per Hessian.
  * Memory: n² doubles.  AD_ELIMIT when n² overflows. */
 AD_API ad_status ad_newton_dense(const ad_problem *p, double *x, const ad_newton_params *prm, ad_opt_result *res);
 
