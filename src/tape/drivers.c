@@ -291,7 +291,8 @@ static ad_status batch(ad_tape *t, const double *x, size_t k, const double *V, d
     if (nodes > SIZE_MAX / TAPE_LANES)
         return tape_set_error(t, AD_ELIMIT, "%s: lane buffers would overflow size_t", fn);
     if (!tape_scratch(&t->dotk, &t->capdotk, nodes * TAPE_LANES)
-        || !tape_scratch(&t->adotk, &t->capadotk, nodes * TAPE_LANES))
+        || !tape_scratch(&t->adotk, &t->capadotk, nodes * TAPE_LANES)
+        || !tape_buf(&t->scr, &t->capscr, r->max_scratch * TAPE_LANES + 1))
         return tape_set_error(t, AD_ENOMEM, "%s: out of memory for lane buffers", fn);
     /* More than one pass at this x: preaccumulated statements pay for
      * themselves (no partials recomputed per pass, no ops inside them). */

@@ -531,8 +531,8 @@ static void rec_matrix(size_t m, size_t n, const double *A, const ad_csr *S,
             break;
         }
     size_t need = S ? n + m : n;   /* gather x; spmv also stages y */
-    if (need * TAPE_LANES > r->max_scratch)
-        r->max_scratch = need * TAPE_LANES;
+    if (need > r->max_scratch)
+        r->max_scratch = need;   /* per lane: vector mode asks for more */
     if (!tape_buf(&t->scr, &t->capscr, r->max_scratch)) {
         fail(t, AD_ENOMEM, tape_op_name(op), "out of memory");
         return;

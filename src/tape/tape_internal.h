@@ -137,7 +137,8 @@ typedef struct tape_rec {
     int optimized;          /* tape_optimize made it (or it needs none)    */
     size_t end;             /* sweeps cover nodes [0, end): the output and
                                every input                                   */
-    size_t max_scratch;     /* doubles of gather space a matrix node needs */
+    size_t max_scratch;     /* doubles of gather space a matrix node needs,
+                               per lane (vector mode: TAPE_LANES times it)  */
 } tape_rec;
 
 static inline vec_args vec_view(const tape_rec *r, int is_dot, uint32_t a, uint32_t b)
