@@ -13,7 +13,7 @@
 #   RUNS=10 benchmarks/bench_logreg.sh build-lr
 #
 # Default malloc settings (no MALLOC_* variables): both programs run as users
-# run them.  Results go to stdout and benchmarks/results_logreg.md.
+# run them.  Results go to stdout and benchmarks/results_logreg.md (or $OUT).
 set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -24,7 +24,7 @@ ours=$build/examples/hyperad-logreg
 ll_train=${LIBLINEAR_TRAIN:-liblinear-train}
 runs=${RUNS:-5}
 data=$here/data
-out=$here/results_logreg.md
+out=${OUT:-$here/results_logreg.md}
 
 for tool in "$ours" "$ll_train" hyperfine /usr/bin/time python3 cc; do
     command -v "$tool" >/dev/null || { echo "bench_logreg: $tool not found" >&2; exit 1; }

@@ -533,7 +533,7 @@ static void rec_matrix(size_t m, size_t n, const double *A, const ad_csr *S,
     size_t need = S ? n + m : n;   /* gather x; spmv also stages y */
     if (need > r->max_scratch)
         r->max_scratch = need;   /* per lane: vector mode asks for more */
-    if (!tape_buf(&t->scr, &t->capscr, r->max_scratch)) {
+    if (!tape_buf(&t->scr, &t->capscr, r->max_scratch + 1)) {   /* as the drivers ask */
         fail(t, AD_ENOMEM, tape_op_name(op), "out of memory");
         return;
     }
