@@ -223,22 +223,39 @@ INLINE void fwd(const tape_rec *restrict r, double *restrict val, double *restri
     }
 }
 
+/* Leading input nodes of [from, to) are copies: memcpy, not the switch
+ * (inputs are usually recorded first: one node in six on Rosenbrock). */
+static size_t lead(const tape_rec *r, size_t from, size_t to)
+{
+    if (from != 0)
+        return 0;
+    return r->nlead < to ? r->nlead : to;
+}
+
 void sweep_forward(const tape_rec *r, double *val, double *dot, const double *x,
                    const double *v, double *scr, double *dc, size_t from, size_t to)
 {
-    fwd(r, val, dot, x, v, scr, dc, from, to, 1, 1);
+    size_t p = lead(r, from, to);
+    memcpy(val, x, p * sizeof *val);
+    memcpy(dot, v, p * sizeof *dot);
+    fwd(r, val, dot, x, v, scr, dc, from + p, to, 1, 1);
 }
 
 void sweep_value_only(const tape_rec *r, double *val, const double *x, double *scr,
                       double *dc, size_t from, size_t to)
 {
-    fwd(r, val, NULL, x, NULL, scr, dc, from, to, 1, 0);
+    size_t p = x ? lead(r, from, to) : 0;
+    if (p)
+        memcpy(val, x, p * sizeof *val);
+    fwd(r, val, NULL, x, NULL, scr, dc, from + p, to, 1, 0);
 }
 
 void sweep_tangent(const tape_rec *r, const double *val, double *dot, const double *v,
                    double *scr, const double *dc)
 {
-    fwd(r, (double *)val, dot, NULL, v, scr, (double *)dc, 0, r->end, 0, 1);
+    size_t p = lead(r, 0, r->end);
+    memcpy(dot, v, p * sizeof *dot);
+    fwd(r, (double *)val, dot, NULL, v, scr, (double *)dc, p, r->end, 0, 1);
 }
 
 /* ---- reverse: adjoints (WA) and/or adjoint tangents (WD) --------------- */
@@ -332,7 +349,8 @@ void sweep_reverse(const tape_rec *r, const double *val, double *adj, double *sc
 {
     memset(adj, 0, r->end * sizeof *adj);
     adj[r->out] = 1.0;
-    rev(r, val, NULL, adj, NULL, scr, dc, 0, (size_t)r->out + 1, 1, 0);
+    /* Input nodes are no-ops in reverse: stop above the leading ones. */
+    rev(r, val, NULL, adj, NULL, scr, dc, lead(r, 0, r->out), (size_t)r->out + 1, 1, 0);
 }
 
 void sweep_reverse_hvp(const tape_rec *r, const double *val, const double *dot,
@@ -342,9 +360,9 @@ void sweep_reverse_hvp(const tape_rec *r, const double *val, const double *dot,
     if (with_adj) {
         memset(adj, 0, r->end * sizeof *adj);
         adj[r->out] = 1.0;
-        rev(r, val, dot, adj, adot, scr, dc, 0, (size_t)r->out + 1, 1, 1);
+        rev(r, val, dot, adj, adot, scr, dc, lead(r, 0, r->out), (size_t)r->out + 1, 1, 1);
     } else {
-        rev(r, val, dot, adj, adot, scr, dc, 0, (size_t)r->out + 1, 0, 1);
+        rev(r, val, dot, adj, adot, scr, dc, lead(r, 0, r->out), (size_t)r->out + 1, 0, 1);
     }
 }
 

@@ -172,6 +172,10 @@ void tape_rec_finish(tape_rec *r)
     r->in_contig = r->nin > 0;
     for (size_t j = 1; j < r->nin && r->in_contig; j++)
         r->in_contig = r->in[j] == r->in[0] + j;
+    size_t p = 0;
+    while (p < end && r->op[p] == OP_INPUT && r->a[p] == p)
+        p++;
+    r->nlead = p;
 }
 
 const char *tape_op_name(tape_op op)

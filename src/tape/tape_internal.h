@@ -131,6 +131,9 @@ typedef struct tape_rec {
     tape_cmp *cmp; size_t ncmp, capcmp;
     uint32_t *in;  size_t nin, capin;   /* node of each input */
     int in_contig;                      /* inputs are nodes in[0], in[0]+1, … */
+    size_t nlead;                       /* nodes 0..nlead−1 are inputs 0..nlead−1
+                                           (the usual order: inputs first):
+                                           sweeps copy them, not interpret   */
     uint32_t out;
     int has_out;
     int complete;           /* ended without a structural error */
