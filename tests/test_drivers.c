@@ -13,6 +13,7 @@
 #include <cmocka.h>
 
 #include "testutil.h"
+#include "tape/tape_internal.h"   /* to see that statement groups formed */
 
 #define NPTS(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -1248,6 +1249,94 @@ static void preaccumulation_matches_plain_sweeps(void **state)
     ad_tape_free(plain);
 }
 
+/* Terms of one sum that share leaves: the chained Rosenbrock (terms of two
+ * consecutive i share x_i+1 and fit three leaves: one group of four terms),
+ * plus terms that must not merge (a fourth leaf; sqr of distinct inputs) and
+ * plain input terms between them.  The grouped statement route (many HVPs
+ * at a point, then ad_hessian and a batch) must give the closed-form
+ * Hessian, which the hyper-dual vᵀHw confirms independently. */
+static ad_var group_fn(const ad_var *x, size_t n, void *ctx)
+{
+    (void)ctx;
+    ad_var f = ad_const(0.0);
+    for (size_t i = 0; i + 1 < n; i++) {
+        ad_var t = ad_sub(x[i + 1], ad_sqr(x[i]));
+        f = ad_add(f, ad_add(ad_mulc(ad_sqr(t), 100.0), ad_sqr(ad_csub(1.0, x[i]))));
+    }
+    f = ad_add(f, ad_mulc(x[n - 1], 3.0));                          /* a plain term */
+    f = ad_add(f, ad_sin(ad_mul(ad_mul(x[0], x[1]), ad_mul(x[2], x[3]))));   /* 4 leaves */
+    f = ad_add(f, ad_add(ad_sqr(x[4]), ad_sqr(x[5])));              /* stay apart */
+    return f;
+}
+
+static void group_hessian(const double *x, size_t n, double *H)
+{
+    memset(H, 0, n * n * sizeof *H);
+    for (size_t i = 0; i + 1 < n; i++) {
+        double t = x[i + 1] - x[i] * x[i];
+        H[i * n + i] += 200.0 * (4.0 * x[i] * x[i] - 2.0 * t) + 2.0;
+        H[i * n + i + 1] += -400.0 * x[i];
+        H[(i + 1) * n + i] += -400.0 * x[i];
+        H[(i + 1) * n + i + 1] += 200.0;
+    }
+    double p = x[0] * x[1] * x[2] * x[3], c = cos(p), s = sin(p);
+    for (size_t a = 0; a < 4; a++)
+        for (size_t b = 0; b < 4; b++) {
+            double pa = p / x[a], pb = p / x[b];
+            H[a * n + b] += -s * pa * pb + (a == b ? 0.0 : c * p / (x[a] * x[b]));
+        }
+    H[4 * n + 4] += 2.0;
+    H[5 * n + 5] += 2.0;
+}
+
+static void statement_groups_match_closed_form(void **state)
+{
+    (void)state;
+    enum { N = 11 };
+    tu_rng r = {808};
+    ad_tape *t = ad_tape_new();
+    double x[N], H[N * N], Hc[N * N], v[N], hv[N], V[3 * N], HV[3 * N];
+    for (size_t i = 0; i < N; i++) x[i] = tu_range(&r, 0.3, 1.4);   /* no zero in the 4-leaf term */
+    assert_ok(ad_tape_set_preaccumulate(t, 1));
+    assert_ok(ad_record(t, group_fn, N, x, NULL));
+    for (int p = 0; p < 3; p++) {
+        if (p)
+            for (size_t i = 0; i < N; i++) x[i] = tu_range(&r, 0.3, 1.4);
+        group_hessian(x, N, Hc);
+        double hs = tu_maxabs(Hc, N * N);
+        for (int rep = 0; rep < 6; rep++) {
+            for (size_t i = 0; i < N; i++) v[i] = tu_range(&r, -1, 1);
+            assert_ok(ad_hvp(t, x, v, hv));
+            for (size_t i = 0; i < N; i++) {
+                double want = 0.0;
+                for (size_t j = 0; j < N; j++) want += Hc[i * N + j] * v[j];
+                assert_close_ctx(hv[i], want, 1e-13, hs, "point %d rep %d: hv[%zu]\n", p, rep, i);
+            }
+            double vhv, wantf = 0.0;
+            assert_ok(ad_hess_form(t, x, v, v, &vhv));
+            for (size_t i = 0; i < N; i++) wantf += v[i] * hv[i];
+            assert_close_ctx(vhv, wantf, 1e-13, hs * N, "point %d rep %d: vHv\n", p, rep);
+        }
+        assert_ok(ad_hessian(t, x, H));
+        for (size_t i = 0; i < N * N; i++)
+            assert_close_ctx(H[i], Hc[i], 1e-13, hs, "point %d: H[%zu]\n", p, i);
+        for (size_t i = 0; i < 3 * N; i++) V[i] = tu_range(&r, -1, 1);
+        assert_ok(ad_hvp_batch(t, x, 3, V, HV));
+        for (size_t k = 0; k < 3; k++)
+            for (size_t i = 0; i < N; i++) {
+                double want = 0.0;
+                for (size_t j = 0; j < N; j++) want += Hc[i * N + j] * V[k * N + j];
+                assert_close_ctx(HV[k * N + i], want, 1e-13, hs * N, "point %d: batch %zu [%zu]\n", p, k, i);
+            }
+    }
+    /* The statement route ran, and terms were grouped (fewer groups than
+     * statements) when the tape is optimized (raw tapes have no sums). */
+    assert_true(t->st.built && t->st.valid);
+    if (t->rec->optimized && getenv("HYPERAD_OPTIMIZE") == NULL)
+        assert_true(t->st.ngrp < t->st.nst);
+    ad_tape_free(t);
+}
+
 /* Vector nodes whose argument lists repeat a var or interleave with other
  * nodes (not contiguous): f = Σ{a,a,b} · dot({a,b,a},{1,2,3}) + dotv(x,x)
  * + Σ (A·{b,a,b})_i², with a = x0, b = sin(x1). */
@@ -1687,6 +1776,7 @@ int main(void)
         cmocka_unit_test(rerecord_to_larger_branch_in_every_driver),
         cmocka_unit_test(optimizer_matches_raw_tape),
         cmocka_unit_test(preaccumulation_matches_plain_sweeps),
+        cmocka_unit_test(statement_groups_match_closed_form),
         cmocka_unit_test(repeated_and_scattered_vector_args),
         cmocka_unit_test(inputs_outputs_bookkeeping),
         cmocka_unit_test(comparison_on_dead_nodes_still_detects_flip),

@@ -14,6 +14,14 @@
  * whatever the number of ops inside a statement.  Vector nodes and inputs
  * are entries of their own, swept by the ordinary per-node code.
  *
+ * Groups: consecutive terms of one sum or dot whose leaves together number
+ * at most STMT_K share one g and H over the union of their leaves (a sum's
+ * local derivatives are the sums of its terms'), so the sweeps read one
+ * entry where there were several: on Rosenbrock the four terms of two
+ * consecutive i (leaves x_i, x_i+1, x_i+2) become one entry of 9 values
+ * instead of four of 14.  A statement that is not such a term is a group of
+ * its own.
+ *
  * Memory (per handle): the structure takes 4 bytes per node (the position
  * of each interior node), 5 bytes per entry, 4 per leaf and 4 per interior
  * node; the values 8·(k + k(k+1)/2) bytes per statement (≤ 112 for k = 4).
@@ -49,7 +57,8 @@ static int scalar_args(const tape_rec *r, size_t i, uint32_t arg[2])
 
 void tape_stmts_free(tape_stmts *s)
 {
-    free(s->node); free(s->k); free(s->tk); free(s->tn); free(s->sk); free(s->sc); free(s->cspan); free(s->leaf);
+    free(s->node); free(s->k); free(s->tk); free(s->tn); free(s->sk); free(s->sfirst); free(s->sc);
+    free(s->cspan); free(s->leaf); free(s->gk); free(s->gleaf);
     free(s->inner_n); free(s->inner); free(s->pos); free(s->gh); free(s->work);
     memset(s, 0, sizeof *s);
 }
@@ -230,6 +239,9 @@ static ad_status build(ad_tape *t)
     s->tk = tape_alloc(ntm + 1, 0);
     s->tn = tape_alloc((ntm + 1) * sizeof *s->tn, 0);
     s->sk = tape_alloc(nst + 1, 0);
+    s->sfirst = tape_alloc(nst + 1, 0);
+    s->gk = tape_alloc(nst + 1, 0);                          /* groups <= statements */
+    s->gleaf = tape_alloc((nleaf + 1) * sizeof *s->gleaf, 0);
     s->sc = tape_alloc((nst + 1) * sizeof *s->sc, 0);
     s->cspan = tape_alloc((2 * ncomp + 2) * sizeof *s->cspan, 0);
     s->leaf = tape_alloc((nleaf + 1) * sizeof *s->leaf, 0);
@@ -239,18 +251,30 @@ static ad_status build(ad_tape *t)
     base = tape_alloc((nst + 1) * sizeof *base, 0);
     fill = tape_alloc((nst + 1) * sizeof *fill, 1);
     if (!s->node || !s->k || !s->tk || !s->tn || !s->sk || !s->sc || !s->cspan || !s->leaf || !s->inner_n || !s->inner
-        || !s->gh || !base || !fill)
+        || !s->gh || !base || !fill || !s->sfirst || !s->gk || !s->gleaf)
         goto out;
 
-    /* 6. Fill the streams in stream order. */
-    size_t e = 0, tp = 0, q = 0, lf = 0, nc = 0;
+    /* 6. Fill the streams in stream order.  Statements are grouped as they
+     *    come: a term joins the open group of its compound when the union
+     *    of their leaves stays within STMT_K. */
+    size_t e = 0, tp = 0, q = 0, lf = 0, nc = 0, ng = 0, glf = 0, ghn = 0;
+    uint32_t U[STMT_K];   /* the open group's leaves */
+    uint8_t uk = 0;
 #define ADD_STMT(root, coef)                                                 \
     do {                                                                     \
         stmt_of[root] = (uint32_t)q;                                         \
         s->sc[q] = (coef);                                                   \
+        s->sfirst[q] = 1;                                                    \
         s->sk[q++] = lc[root];                                               \
         memcpy(s->leaf + lf, ls + (size_t)(root) * LS, lc[root] * sizeof *s->leaf); \
         lf += lc[root];                                                      \
+    } while (0)
+#define CLOSE_GROUP()                                                        \
+    do {                                                                     \
+        memcpy(s->gleaf + glf, U, uk * sizeof *U);                           \
+        glf += uk;                                                           \
+        ghn += GH_SIZE(uk);                                                  \
+        s->gk[ng++] = uk;                                                    \
     } while (0)
     for (size_t i = 0; i < n; i++) {
         tape_op op = (tape_op)r->op[i];
@@ -260,27 +284,67 @@ static ad_status build(ad_tape *t)
         if (role[i] == R_ROOT) {
             s->k[e++] = lc[i];
             ADD_STMT(i, 1.0);
+            uk = lc[i];
+            memcpy(U, ls + i * LS, uk * sizeof *U);
+            CLOSE_GROUP();
         } else if (role[i] == R_COMP) {
             s->k[e++] = STMT_COMP;
             vec_args g = vec_view(r, op == OP_DOT, r->a[i], r->b[i]);
-            size_t gh0 = 0, lf0 = lf;
-            for (uint32_t m = 0; m < g.n; m++) {
+            size_t gh0 = ghn, gl0 = glf, lead = 0;
+            int open = 0;
+            for (uint32_t m = 0; m < g.n; m++, tp++) {
                 uint32_t a = vec_arg(&g, m);
                 s->tn[tp] = a;
-                s->tk[tp++] = role[a] == R_TERM ? lc[a] : STMT_NODE;
-                if (role[a] == R_TERM) {
-                    gh0 += lc[a] + lc[a] * (lc[a] + 1u) / 2;
-                    ADD_STMT(a, g.c ? g.c[m] : 1.0);
+                if (role[a] != R_TERM) {
+                    s->tk[tp] = STMT_NODE;
+                    continue;
+                }
+                ADD_STMT(a, g.c ? g.c[m] : 1.0);
+                const uint32_t *la = ls + (size_t)a * LS;
+                uint32_t W2[2 * STMT_K];
+                uint8_t wk = uk;
+                memcpy(W2, U, uk * sizeof *U);
+                for (uint8_t j = 0; open && j < lc[a] && wk <= STMT_K; j++) {
+                    uint8_t h = 0;
+                    while (h < wk && W2[h] != la[j])
+                        h++;
+                    if (h == wk)
+                        W2[wk++] = la[j];
+                }
+                /* Merge only when it stores no more: sqr(x0) and sqr(x1)
+                 * stay apart (2 + 2 values, not 5). */
+                if (open && wk <= STMT_K && GH_SIZE(wk) <= GH_SIZE(uk) + GH_SIZE(lc[a])) {
+                    memcpy(U, W2, wk * sizeof *U);
+                    uk = wk;
+                    s->tk[tp] = STMT_MERGED;
+                    s->sfirst[q - 1] = 0;
+                } else {
+                    if (open) {
+                        s->tk[lead] = uk;
+                        CLOSE_GROUP();
+                    }
+                    open = 1;
+                    lead = tp;
+                    uk = lc[a];
+                    memcpy(U, la, uk * sizeof *U);
                 }
             }
-            s->cspan[2 * nc] = gh0;
-            s->cspan[2 * nc + 1] = lf - lf0;
+            if (open) {
+                s->tk[lead] = uk;
+                CLOSE_GROUP();
+            }
+            s->cspan[2 * nc] = ghn - gh0;
+            s->cspan[2 * nc + 1] = glf - gl0;
             nc++;
         } else {
             s->k[e++] = STMT_NODE;
         }
     }
 #undef ADD_STMT
+#undef CLOSE_GROUP
+    s->ngrp = ng;
+    s->ngleaf = glf;
+    ngh = ghn;
 
     /* 7. Interior lists by statement, each in node order (root last);
      *    pos[i] = i's place in its list. */
@@ -379,24 +443,64 @@ preacc_stmt(const tape_rec *r, const double *val, const uint32_t *nodes, size_t 
             *out++ = sc * H[j * STMT_K + l];
 }
 
-/* Local derivatives of every statement at the cached x. */
+/* out (a group's g and upper H over its kG leaves GL) += the statement's
+ * (g, H) in its own leaves L (k of them; packed like out). */
+static void group_add(double *restrict out, const uint32_t *GL, unsigned kG,
+                      const double *restrict in, const uint32_t *L, unsigned k)
+{
+    unsigned map[STMT_K];
+    for (unsigned j = 0; j < k; j++) {
+        unsigned h = 0;
+        while (GL[h] != L[j])
+            h++;   /* the group's leaves hold the statement's */
+        map[j] = h;
+    }
+    double *H = out + kG;
+    for (unsigned j = 0; j < k; j++)
+        out[map[j]] += in[j];
+    const double *Hs = in + k;
+    for (unsigned j = 0; j < k; j++)
+        for (unsigned l = j; l < k; l++) {
+            unsigned a = map[j] < map[l] ? map[j] : map[l], b = map[j] ^ map[l] ^ a;
+            /* upper triangle packed by rows: row a starts at a·kG − a(a−1)/2 */
+            H[a * kG - a * (a - 1u) / 2 + (b - a)] += *Hs++;
+        }
+}
+
+/* Local derivatives of every statement at the cached x, summed by group. */
 static void preaccumulate(ad_tape *t)
 {
     const tape_rec *r = t->rec;
     tape_stmts *s = &t->st;
     const double *val = t->val;
-    const uint32_t *L = s->leaf, *nodes = s->inner, *pos = s->pos;
+    const uint32_t *L = s->leaf, *GL = s->gleaf, *nodes = s->inner, *pos = s->pos;
     double *gh = s->gh, *w = s->work;
+    double tmp[GH_SIZE(STMT_K)];
+    size_t grp = 0;
+    unsigned kG = 0;
     for (size_t m = 0; m < s->nst; m++) {
         unsigned k = s->sk[m];
         size_t ni = s->inner_n[m];
+        int alone = s->sfirst[m] && (m + 1 == s->nst || s->sfirst[m + 1]);
+        if (s->sfirst[m]) {
+            if (m) {
+                gh += GH_SIZE(kG);
+                GL += kG;
+            }
+            kG = s->gk[grp++];
+            if (!alone)
+                memset(gh, 0, GH_SIZE(kG) * sizeof *gh);
+        }
+        /* A statement alone in its group writes its values in place. */
+        double *out = alone ? gh : tmp;
         switch (k) {
         case 0: break;
-        case 1: preacc_stmt(r, val, nodes, ni, L, pos, w, gh, s->sc[m], 1); break;
-        case 2: preacc_stmt(r, val, nodes, ni, L, pos, w, gh, s->sc[m], 2); break;
-        default: preacc_stmt(r, val, nodes, ni, L, pos, w, gh, s->sc[m], 3); break;   /* STMT_K */
+        case 1: preacc_stmt(r, val, nodes, ni, L, pos, w, out, s->sc[m], 1); break;
+        case 2: preacc_stmt(r, val, nodes, ni, L, pos, w, out, s->sc[m], 2); break;
+        default: preacc_stmt(r, val, nodes, ni, L, pos, w, out, s->sc[m], 3); break;   /* STMT_K */
         }
-        gh += GH_SIZE(k);
+        if (!alone)
+            group_add(gh, GL, kG, tmp, L, k);
         L += k;
         nodes += ni;
     }
@@ -454,7 +558,7 @@ void tape_stmts_tangent(ad_tape *t, const double *v)
     const tape_rec *r = t->rec;
     const tape_stmts *s = &t->st;
     const double *restrict val = t->val, *gh = s->gh;
-    const uint32_t *L = s->leaf, *restrict node = s->node, *restrict in = r->in;
+    const uint32_t *L = s->gleaf, *restrict node = s->node, *restrict in = r->in;
     const uint32_t *restrict tn = s->tn;
     const uint8_t *restrict kk = s->k, *restrict tk = s->tk;
     double *restrict dot = t->dot, *restrict adot = t->adot;
@@ -485,8 +589,10 @@ void tape_stmts_tangent(ad_tape *t, const double *v)
             } else {
                 /* A term statement's g and H carry its coefficient already. */
                 for (uint32_t m = 0; m < g.n; m++, tp++)
-                    sum += tk[tp] == STMT_NODE ? (g.c ? g.c[m] : 1.0) * dot[tn[tp]]
-                                               : stmt_tangent(&gh, &L, dot, tk[tp]);
+                    if (tk[tp] == STMT_NODE)
+                        sum += (g.c ? g.c[m] : 1.0) * dot[tn[tp]];
+                    else if (tk[tp] != STMT_MERGED)
+                        sum += stmt_tangent(&gh, &L, dot, tk[tp]);
             }
             dot[i] = sum;
             adot[i] = 0.0;
@@ -550,7 +656,7 @@ void tape_stmts_reverse(ad_tape *t)
     const tape_rec *r = t->rec;
     const tape_stmts *s = &t->st;
     const double *restrict val = t->val, *restrict dot = t->dot, *gh = s->gh + s->ngh;
-    const uint32_t *L = s->leaf + s->nleaf, *restrict node = s->node, *restrict tn = s->tn;
+    const uint32_t *L = s->gleaf + s->ngleaf, *restrict node = s->node, *restrict tn = s->tn;
     const uint8_t *restrict kk = s->k, *restrict tk = s->tk;
     double *restrict adj = t->adj, *restrict adot = t->adot;
     size_t tp = s->ntm;
@@ -566,7 +672,7 @@ void tape_stmts_reverse(ad_tape *t)
                 tp--;
                 if (tk[tp] == STMT_NODE)
                     adot[tn[tp]] += (g.c ? g.c[m] : 1.0) * ybd;
-                else   /* scaled g and H: no coefficient to read */
+                else if (tk[tp] != STMT_MERGED)   /* scaled g, H: no coefficient */
                     stmt_reverse(&gh, &L, yb, ybd, dot, adot, tk[tp]);
             }
         } else {
@@ -613,7 +719,7 @@ void tape_stmts_tangent_lanes(ad_tape *t, const double *V, size_t k, size_t n)
     const tape_rec *r = t->rec;
     const tape_stmts *s = &t->st;
     const double *val = t->val, *gh = s->gh;
-    const uint32_t *L = s->leaf, *tn = s->tn;
+    const uint32_t *L = s->gleaf, *tn = s->tn;
     const uint8_t *tk = s->tk;
     double *dotk = t->dotk, *adotk = t->adotk;
     size_t tp = 0;
@@ -640,7 +746,7 @@ void tape_stmts_tangent_lanes(ad_tape *t, const double *V, size_t k, size_t n)
                     const double *d = dotk + (size_t)tn[tp] * LN;
                     for (size_t l = 0; l < LN; l++)
                         acc[l] += c * d[l];
-                } else {
+                } else if (tk[tp] != STMT_MERGED) {
                     stmt_tangent_lanes(&gh, &L, dotk, acc, 1.0, tk[tp]);   /* scaled */
                 }
             }
@@ -709,7 +815,7 @@ void tape_stmts_reverse_lanes(ad_tape *t)
     const tape_rec *r = t->rec;
     const tape_stmts *s = &t->st;
     const double *val = t->val, *dotk = t->dotk, *gh = s->gh + s->ngh;
-    const uint32_t *L = s->leaf + s->nleaf, *tn = s->tn;
+    const uint32_t *L = s->gleaf + s->ngleaf, *tn = s->tn;
     const uint8_t *tk = s->tk;
     const double *adj = t->adj;
     double *adotk = t->adotk;
@@ -731,7 +837,7 @@ void tape_stmts_reverse_lanes(ad_tape *t)
                     double *a = adotk + (size_t)tn[tp] * LN;
                     for (size_t l = 0; l < LN; l++)
                         a[l] += c * yd[l];
-                } else {
+                } else if (tk[tp] != STMT_MERGED) {
                     stmt_reverse_lanes(&gh, &L, yb, yd, 1.0, dotk, adotk, tk[tp]);   /* scaled */
                 }
             }

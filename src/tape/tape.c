@@ -359,8 +359,8 @@ size_t ad_tape_memory(const ad_tape *t)
            + r->capmat * sizeof(tape_mat) + r->capcmp * sizeof(tape_cmp) + r->capin * 4;
     const tape_stmts *st = &t->st;
     if (st->built)
-        s += 5 * st->nent + 5 * st->ntm + st->nst + 4 * (st->nleaf + st->nst)
-           + 4 * 2 * (st->rec ? st->rec->end : 0) + 8 * st->ngh;
+        s += 5 * st->nent + 5 * st->ntm + 10 * st->nst + 4 * (st->nleaf + st->nst)
+           + st->ngrp + 4 * st->ngleaf + 4 * 2 * (st->rec ? st->rec->end : 0) + 8 * st->ngh;
     s += 8 * (t->capval + t->capadj + 2 * t->capdot + t->cape12
               + t->capdotk + t->capadotk + t->capscr + t->capxc + t->capdc);
     return s;

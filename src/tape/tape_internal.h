@@ -170,27 +170,33 @@ static inline vec_args vec_view(const tape_rec *r, int is_dot, uint32_t a, uint3
 #define STMT_W (STMT_K + STMT_K * STMT_K) /* scratch doubles per inner node  */
 #define STMT_NODE 255                    /* entry k: a plain node           */
 #define STMT_COMP 254                    /* entry k: a compound sum/dot     */
+#define STMT_MERGED 253                  /* term: its g, H are in the group
+                                            of the term before it           */
 
 typedef struct tape_stmts {
     const tape_rec *rec;   /* built for this recording (and rec_id)         */
     uint32_t rec_id;
     int built, valid;
     uint64_t epoch;        /* gh holds the values at the point of this epoch */
-    size_t nent, ntm, nst, nleaf, ngh;
+    size_t nent, ntm, nst, nleaf, ngrp, ngleaf, ngh;
     uint32_t *node;        /* entry -> node                                  */
     uint8_t *k;            /* entry: statement of k leaves, STMT_NODE, or
                               STMT_COMP (a sum/dot sweeping its terms)      */
-    uint8_t *tk;           /* term of a compound: k leaves, or STMT_NODE     */
+    uint8_t *tk;           /* term of a compound: k leaves (its group's),
+                              STMT_MERGED, or STMT_NODE                      */
     uint32_t *tn;          /* term -> its argument node                      */
     uint8_t *sk;           /* statement -> its leaf count (stream order)     */
+    uint8_t *sfirst;       /* statement -> 1 when it starts a group          */
     double *sc;            /* statement -> the coefficient its g, H carry (a
                               dot term's; 1 otherwise)                      */
     size_t *cspan;         /* compound -> values and leaves its terms span   */
-    uint32_t *leaf;        /* the statements' leaves, in stream order        */
+    uint32_t *leaf;        /* the statements' own leaves, in stream order    */
+    uint8_t *gk;           /* group -> its leaf count                        */
+    uint32_t *gleaf;       /* the groups' leaves (the sweeps read these)     */
     uint32_t *inner_n;     /* nodes inside each statement                    */
     uint32_t *inner;       /* those nodes, grouped by statement, root last   */
     uint32_t *pos;         /* node -> its place in its statement's list      */
-    double *gh;            /* per statement: sc·g (k), then sc·upper H       */
+    double *gh;            /* per group: Σ sc·g (k), then Σ sc·upper H       */
     double *work;          /* preaccumulation scratch                        */
 } tape_stmts;
 
