@@ -1249,6 +1249,77 @@ static void preaccumulation_matches_plain_sweeps(void **state)
     ad_tape_free(plain);
 }
 
+/* The optimizer's squared-residual fusion: which sqr(·) fuse, which must
+ * not (a sub used twice; a sub over a collapsible sum; a compared sub), and
+ * the derivatives against closed forms on the fused tape. */
+static ad_var sqfuse_fn(const ad_var *x, size_t n, void *ctx)
+{
+    (void)n; (void)ctx;
+    ad_var s2 = ad_sub(x[0], x[2]);                                  /* used twice */
+    ad_var terms[7] = {
+        ad_sqr(ad_sub(x[0], x[1])),                                  /* sqdiff */
+        ad_sqr(ad_csub(2.5, x[1])),                                  /* sqaddc(x1, -2.5) */
+        ad_sqr(ad_addc(x[2], -0.7)),                                 /* sqaddc */
+        ad_sqr(ad_neg(x[3])),                                        /* sqr */
+        ad_add(ad_sqr(s2), ad_sin(s2)),
+        ad_sqr(ad_sub(ad_add(x[0], x[1]), x[2])),                     /* the sum collapses */
+        ad_mul(ad_sqr(ad_sub(x[3], x[1])), x[2]),                     /* sqdiff inside a product */
+    };
+    return ad_sum(7, terms);
+}
+
+static void sqfuse_closed_form(const double *x, double *g, double *H)
+{
+    double d01 = x[0] - x[1], e1 = x[1] - 2.5, e2 = x[2] - 0.7, s2 = x[0] - x[2];
+    double u = x[0] + x[1] - x[2], w = x[3] - x[1], c = cos(s2), sn = sin(s2);
+    g[0] = 2 * d01 + 2 * s2 + c + 2 * u;
+    g[1] = -2 * d01 + 2 * e1 + 2 * u - 2 * w * x[2];
+    g[2] = 2 * e2 - 2 * s2 - c - 2 * u + w * w;
+    g[3] = 2 * x[3] + 2 * w * x[2];
+    double h[4][4] = {
+        {2 + 2 - sn + 2, -2 + 2, -2 + sn - 2, 0},
+        {0, 2 + 2 + 2 + 2 * x[2], -2 - 2 * w, -2 * x[2]},
+        {0, 0, 2 + 2 - sn + 2, 2 * w},
+        {0, 0, 0, 2 + 2 * x[2]},
+    };
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 4; j++)
+            H[i * 4 + j] = i <= j ? h[i][j] : h[j][i];
+}
+
+static void squared_residuals_fuse_exactly(void **state)
+{
+    (void)state;
+    const double pts[3][4] = {{0.3, -1.2, 0.8, 2.0}, {1.5, 0.25, -0.6, -0.9}, {-2.0, 3.0, 1.1, 0.4}};
+    ad_tape *t = ad_tape_new();
+    assert_ok(ad_tape_set_optimize(t, 1));
+    assert_ok(ad_record(t, sqfuse_fn, 4, pts[0], NULL));
+    double f, g[4], gc[4], H[16], Hc[16];
+    for (int p = 0; p < 3; p++) {
+        const double *x = pts[p];
+        sqfuse_closed_form(x, gc, Hc);
+        assert_ok(ad_gradient(t, x, &f, g));
+        for (int i = 0; i < 4; i++)
+            assert_close_ctx(g[i], gc[i], 1e-14, 10.0, "point %d: g[%d]\n", p, i);
+        assert_ok(ad_hessian(t, x, H));
+        for (int i = 0; i < 16; i++)
+            assert_close_ctx(H[i], Hc[i], 1e-14, 10.0, "point %d: H[%d]\n", p, i);
+    }
+    /* Two sqdiff (x0 − x1, x3 − x1; the sub over x0 + x1 became a sum),
+     * two sqaddc; s2, used twice, stays a sub under a plain sqr. */
+    size_t nsqd = 0, nsqc = 0, nsub = 0;
+    for (size_t i = 0; i < t->rec->n; i++) {
+        nsqd += t->rec->op[i] == OP_SQDIFF;
+        nsqc += t->rec->op[i] == OP_SQADDC;
+        nsub += t->rec->op[i] == OP_SUB;
+    }
+    assert_true(t->rec->optimized);
+    assert_int_equal(nsqd, 2);
+    assert_int_equal(nsqc, 2);
+    assert_int_equal(nsub, 1);
+    ad_tape_free(t);
+}
+
 /* Terms of one sum that share leaves: the chained Rosenbrock (terms of two
  * consecutive i share x_i+1 and fit three leaves: one group of four terms),
  * plus terms that must not merge (a fourth leaf; sqr of distinct inputs) and
@@ -1777,6 +1848,7 @@ int main(void)
         cmocka_unit_test(optimizer_matches_raw_tape),
         cmocka_unit_test(preaccumulation_matches_plain_sweeps),
         cmocka_unit_test(statement_groups_match_closed_form),
+        cmocka_unit_test(squared_residuals_fuse_exactly),
         cmocka_unit_test(repeated_and_scattered_vector_args),
         cmocka_unit_test(inputs_outputs_bookkeeping),
         cmocka_unit_test(comparison_on_dead_nodes_still_detects_flip),

@@ -147,6 +147,10 @@ static inline double dual_mulc_f(double x, double c) { return x * c; }
 static inline void dual_mulc_d(double x, double y, double c, double *d1, double *d2)
 { (void)x; (void)y; *d1 = c; *d2 = 0.0; }
 
+static inline double dual_sqaddc_f(double x, double c) { double t = x + c; return t * t; }
+static inline void dual_sqaddc_d(double x, double y, double c, double *d1, double *d2)
+{ (void)y; *d1 = 2.0 * (x + c); *d2 = 2.0; }
+
 static inline double dual_csub_f(double x, double c) { return c - x; }
 static inline void dual_csub_d(double x, double y, double c, double *d1, double *d2)
 { (void)x; (void)y; (void)c; *d1 = -1.0; *d2 = 0.0; }
@@ -181,6 +185,12 @@ static inline void dual_add_d(double a, double b, double y, dual_rule2 *r)
 static inline double dual_sub_f(double a, double b) { return a - b; }
 static inline void dual_sub_d(double a, double b, double y, dual_rule2 *r)
 { (void)a; (void)b; (void)y; r->fa = 1.0; r->fb = -1.0; r->faa = r->fab = r->fbb = 0.0; }
+
+/* Fused by the optimizer (never recorded): (a − b)² and (x + c)², the same
+ * bits as sqr of the sub / addc / csub they replace ((c − x)² = (x − c)²). */
+static inline double dual_sqdiff_f(double a, double b) { double t = a - b; return t * t; }
+static inline void dual_sqdiff_d(double a, double b, double y, dual_rule2 *r)
+{ (void)y; double t2 = 2.0 * (a - b); r->fa = t2; r->fb = -t2; r->faa = r->fbb = 2.0; r->fab = -2.0; }
 
 static inline double dual_mul_f(double a, double b) { return a * b; }
 static inline void dual_mul_d(double a, double b, double y, dual_rule2 *r)

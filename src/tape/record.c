@@ -318,7 +318,7 @@ TAPE_UNARY_OPS(X_GEN1)
             return BAD;                                                 \
         return push(t, OP_##N, i, j, dual_##n##_f(t->val[i], t->val[j])); \
     }
-TAPE_BINARY_OPS(X_GEN2)
+TAPE_BINARY_USER_OPS(X_GEN2)
 
 /* Unary ops with a constant in the pool. */
 #define GEN_CST_OP(N, n)                                                \

@@ -46,12 +46,17 @@
     X(ABS, abs, NOC, 0) X(SIGMOID, sigmoid, NOC, 1)                        \
     X(SOFTPLUS, softplus, NOC, 1) X(ADDC, addc, CST, 0)                    \
     X(MULC, mulc, CST, 0) X(POWC, powc, CST, 1) X(CSUB, csub, CST, 0)      \
-    X(CDIV, cdiv, CST, 1) X(POWI, powi, INT, 1)
+    X(CDIV, cdiv, CST, 1) X(POWI, powi, INT, 1) X(SQADDC, sqaddc, CST, 1)
 
-#define TAPE_BINARY_OPS(X)                                                 \
+/* Binary ops users record (each has its ad_<name> constructor), then the
+ * fused ops only the optimizer emits: sqdiff(a, b) = (a − b)², from
+ * sqr(sub(a, b)), the residual of every least-squares objective (like
+ * sqaddc(a, c) = (a + c)² above, from sqr(addc) and sqr(csub)). */
+#define TAPE_BINARY_USER_OPS(X)                                            \
     X(ADD, add, 0) X(SUB, sub, 0) X(MUL, mul, 1) X(DIV, div, 1)            \
     X(POW, pow, 1) X(ATAN2, atan2, 1) X(HYPOT, hypot, 1) X(FMAX, fmax, 0)  \
     X(FMIN, fmin, 0)
+#define TAPE_BINARY_OPS(X) TAPE_BINARY_USER_OPS(X) X(SQDIFF, sqdiff, 1)
 
 typedef enum tape_op {
     OP_INPUT,
