@@ -130,19 +130,21 @@ AD_API ad_status ad_tape_set_max_ops(ad_tape *t, size_t max_ops);
  * or off when the environment variable HYPERAD_OPTIMIZE is "0" when the tape
  * is made).  The optimizer runs once per recording, before its first sweep:
  * it removes dead nodes, turns mul(a, a) into sqr(a) and mul by a constant
- * node into mulc, and collapses each tree of single-use linear ops (add,
- * sub, neg, addc, mulc, csub, sum, dot) into one sum or dot node.  Exact
- * for derivatives; values may differ from the raw tape in the last bit where
- * a sum is reassociated.  Errors: AD_EINVAL (NULL). */
+ * node into mulc, collapses each tree of single-use linear ops (add, sub,
+ * neg, addc, mulc, csub, sum, dot) into one sum or dot node, and fuses a
+ * squared residual, sqr(sub(a, b)) or sqr(a ± c), into one node.  Exact for
+ * derivatives; values may differ from the raw tape in the last bit where a
+ * sum is reassociated.  Errors: AD_EINVAL (NULL). */
 AD_API ad_status ad_tape_set_optimize(ad_tape *t, int on);
 
 /* Switches preaccumulated statements for repeated HVPs at one x (default
  * on, or off when the environment variable HYPERAD_PREACC is "0" when the
  * tape is made).  Each tree of single-use scalar ops (at most 3 leaves) is
- * swept as one entry holding its local gradient and Hessian at x, so an HVP
- * there costs time independent of the ops inside a statement (≈ 1/3 of a
- * plain HVP on Rosenbrock), after one preaccumulation pass per point (≈ 1.5
- * plain HVPs).  Used by ad_hessian and ad_hvp_batch (more than 8
+ * swept as one entry holding its local gradient and Hessian at x, and terms
+ * of one sum whose leaves together number at most 3 share one entry, so an
+ * HVP there costs time independent of the ops inside a statement (≈ 1/4 of
+ * a plain HVP on Rosenbrock), after one preaccumulation pass per point (≈ 2
+ * plain same-x HVPs).  Used by ad_hessian and ad_hvp_batch (more than 8
  * directions), and by ad_hvp from the third call at one x, or from the first
  * at a cached x when earlier points had 3 or more HVPs each on average (CG).
  * Extra memory per handle: about 9 bytes per node plus 8·(k + k(k+1)/2)
