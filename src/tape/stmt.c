@@ -22,9 +22,10 @@
  * instead of four of 14.  A statement that is not such a term is a group of
  * its own.
  *
- * Memory (per handle): the structure takes 4 bytes per node (the position
- * of each interior node), 5 bytes per entry, 4 per leaf and 4 per interior
- * node; the values 8·(k + k(k+1)/2) bytes per statement (≤ 112 for k = 4).
+ * Memory (per handle): the structure takes 12 bytes per interior node (its
+ * index and two argument codes), 5 bytes per entry, 14 per statement, 4 per
+ * leaf of a statement and of a group; the values 8·(k + k(k+1)/2) bytes per
+ * group (≤ 72 for k = 3).
  * Griewank & Walther, "Evaluating Derivatives", 2nd ed., §10.2 (statement-
  * level preaccumulation).
  */
@@ -59,7 +60,7 @@ void tape_stmts_free(tape_stmts *s)
 {
     free(s->node); free(s->k); free(s->tk); free(s->tn); free(s->sk); free(s->sfirst); free(s->sc);
     free(s->cspan); free(s->leaf); free(s->gk); free(s->gleaf);
-    free(s->inner_n); free(s->inner); free(s->pos); free(s->gh); free(s->work);
+    free(s->inner_n); free(s->inner); free(s->acode); free(s->gh); free(s->work);
     memset(s, 0, sizeof *s);
 }
 
@@ -122,9 +123,9 @@ static ad_status build(ad_tape *t)
     uint32_t *stmt_of = tape_alloc((n + 1) * sizeof *stmt_of, 0);
     size_t *base = NULL;
     uint32_t *fill = NULL;
-    s->pos = tape_alloc((n + 1) * sizeof *s->pos, 1);   /* read before set: cleared */
+    uint32_t *pos = tape_alloc((n + 1) * sizeof *pos, 1);   /* read before set: cleared */
     ad_status st = AD_ENOMEM;
-    if (!uses || !user || !role || !lc || !ls || !owner || !stmt_of || !s->pos)
+    if (!uses || !user || !role || !lc || !ls || !owner || !stmt_of || !pos)
         goto out;
     enum { R_INNER = 1, R_ROOT = 2, R_TERM = 3 };
 
@@ -362,8 +363,41 @@ static ad_status build(ad_tape *t)
         if (!role[i] || role[i] == R_COMP)
             continue;
         uint32_t m = stmt_of[owner[i]];
-        s->pos[i] = fill[m]++;
-        s->inner[base[m] + s->pos[i]] = (uint32_t)i;
+        pos[i] = fill[m]++;
+        s->inner[base[m] + pos[i]] = (uint32_t)i;
+    }
+    /* 8. Argument codes of the interior nodes, for preaccumulation: an
+     *    earlier interior node of the statement (its place), leaf j, or
+     *    nothing (a constant, or a unary op's second slot). */
+    s->acode = tape_alloc((2 * acc + 1) * sizeof *s->acode, 0);
+    if (!s->acode)
+        goto out;
+    {
+        const uint32_t *Lm = s->leaf, *nodes = s->inner;
+        uint32_t *code = s->acode;
+        for (size_t m = 0; m < nst; m++) {
+            size_t ni = s->inner_n[m];
+            for (size_t qq = 0; qq < ni; qq++) {
+                uint32_t arg[2];
+                int na = scalar_args(r, nodes[qq], arg);
+                for (int c = 0; c < 2; c++) {
+                    uint32_t a = arg[c], v = STMT_ARG_NONE;
+                    if (c < na && r->op[a] != OP_CONST) {
+                        if (pos[a] < ni && nodes[pos[a]] == a && is_scalar((tape_op)r->op[a])) {
+                            v = pos[a];
+                        } else {
+                            uint32_t j = 0;
+                            while (j + 1 < s->sk[m] && Lm[j] != a)
+                                j++;   /* not interior: one of the leaves */
+                            v = STMT_ARG_LEAF + j;
+                        }
+                    }
+                    *code++ = v;
+                }
+            }
+            nodes += ni;
+            Lm += s->sk[m];
+        }
     }
     s->work = tape_alloc(maxin * STMT_W * sizeof *s->work, 0);
     if (!s->work)
@@ -372,6 +406,7 @@ static ad_status build(ad_tape *t)
     s->ntm = ntm;
     s->nst = nst;
     s->nleaf = nleaf;
+    s->ninner = acc;
     s->ngh = ngh;
     s->rec_id = r->id;
     s->rec = r;
@@ -379,60 +414,52 @@ static ad_status build(ad_tape *t)
     st = AD_OK;
 out:
     free(uses); free(user); free(role); free(lc); free(owner); free(stmt_of);
-    free(base); free(fill);
+    free(base); free(fill); free(pos);
     if (st)
         tape_stmts_free(s);   /* the caller falls back to the plain sweeps */
     return st;
 }
 
+/* (g, H) of a leaf argument: the unit vector e_j, and zero for none. */
+static const double stmt_unit[STMT_K + 1][STMT_W] = {{1.0}, {0.0, 1.0}, {0.0, 0.0, 1.0}, {0.0}};
+_Static_assert(STMT_K == 3, "stmt_unit lists STMT_K unit vectors");
+
 /* Local gradient g and Hessian H of one statement of K leaves (a
  * compile-time constant) w.r.t. its leaves, forward through its interior
  * nodes (root last), packed into out: g, then the upper triangle of H.
- * Each node carries (g, H) in w; a leaf argument is the unit vector e_j. */
+ * Each node carries (g, H) in w; its arguments' (g, H) come from their
+ * codes (an earlier node's entry in w, or stmt_unit). */
 static inline __attribute__((always_inline)) void
 preacc_stmt(const tape_rec *r, const double *val, const uint32_t *nodes, size_t ni,
-            const uint32_t *L, const uint32_t *pos, double *w, double *out, double sc,
-            const unsigned K)
+            const uint32_t *code, double *w, double *out, double sc, const unsigned K)
 {
     enum { W = STMT_W };
-    static const double zero[STMT_W];
     for (size_t q = 0; q < ni; q++) {
-        uint32_t i = nodes[q], arg[2];
+        uint32_t i = nodes[q], c0 = code[2 * q], c1 = code[2 * q + 1];
         double *g = w + q * W, *H = g + STMT_K;
         double d[2] = {0.0, 0.0};
         dual_rule2 p = {0.0, 0.0, 0.0, 0.0, 0.0};
         int kind = tape_partials(r, val, i, d, &p);
-        int na = scalar_args(r, i, arg);
-        const double *ga[2] = {zero, zero}, *Ha[2] = {zero, zero};
-        double unit[2][STMT_K];
-        for (int c = 0; c < na; c++) {
-            uint32_t a = arg[c];
-            size_t pa = pos[a];
-            if (r->op[a] == OP_CONST)
-                continue;
-            if (pa < ni && nodes[pa] == a && is_scalar((tape_op)r->op[a])) {
-                ga[c] = w + pa * W;
-                Ha[c] = ga[c] + STMT_K;
-            } else {
-                for (unsigned j = 0; j < K; j++)
-                    unit[c][j] = L[j] == a ? 1.0 : 0.0;
-                ga[c] = unit[c];
-            }
-        }
+        const double *ga0 = c0 < STMT_ARG_LEAF ? w + (size_t)c0 * W
+                                               : stmt_unit[c0 == STMT_ARG_NONE ? STMT_K : c0 - STMT_ARG_LEAF];
+        const double *Ha0 = ga0 + STMT_K;
         if (kind == 1) {
             for (unsigned j = 0; j < K; j++)
-                g[j] = d[0] * ga[0][j];
+                g[j] = d[0] * ga0[j];
             for (unsigned j = 0; j < K; j++)
                 for (unsigned l = j; l < K; l++)
-                    H[j * STMT_K + l] = d[0] * Ha[0][j * STMT_K + l] + d[1] * ga[0][j] * ga[0][l];
+                    H[j * STMT_K + l] = d[0] * Ha0[j * STMT_K + l] + d[1] * ga0[j] * ga0[l];
         } else {
+            const double *ga1 = c1 < STMT_ARG_LEAF ? w + (size_t)c1 * W
+                                                   : stmt_unit[c1 == STMT_ARG_NONE ? STMT_K : c1 - STMT_ARG_LEAF];
+            const double *Ha1 = ga1 + STMT_K;
             for (unsigned j = 0; j < K; j++)
-                g[j] = p.fa * ga[0][j] + p.fb * ga[1][j];
+                g[j] = p.fa * ga0[j] + p.fb * ga1[j];
             for (unsigned j = 0; j < K; j++)
                 for (unsigned l = j; l < K; l++)
-                    H[j * STMT_K + l] = p.fa * Ha[0][j * STMT_K + l] + p.fb * Ha[1][j * STMT_K + l]
-                        + p.faa * ga[0][j] * ga[0][l] + p.fbb * ga[1][j] * ga[1][l]
-                        + p.fab * (ga[0][j] * ga[1][l] + ga[1][j] * ga[0][l]);
+                    H[j * STMT_K + l] = p.fa * Ha0[j * STMT_K + l] + p.fb * Ha1[j * STMT_K + l]
+                        + p.faa * ga0[j] * ga0[l] + p.fbb * ga1[j] * ga1[l]
+                        + p.fab * (ga0[j] * ga1[l] + ga1[j] * ga0[l]);
         }
     }
     const double *g = w + (ni - 1) * W, *H = g + STMT_K;
@@ -473,7 +500,7 @@ static void preaccumulate(ad_tape *t)
     const tape_rec *r = t->rec;
     tape_stmts *s = &t->st;
     const double *val = t->val;
-    const uint32_t *L = s->leaf, *GL = s->gleaf, *nodes = s->inner, *pos = s->pos;
+    const uint32_t *L = s->leaf, *GL = s->gleaf, *nodes = s->inner, *code = s->acode;
     double *gh = s->gh, *w = s->work;
     double tmp[GH_SIZE(STMT_K)];
     size_t grp = 0;
@@ -495,14 +522,15 @@ static void preaccumulate(ad_tape *t)
         double *out = alone ? gh : tmp;
         switch (k) {
         case 0: break;
-        case 1: preacc_stmt(r, val, nodes, ni, L, pos, w, out, s->sc[m], 1); break;
-        case 2: preacc_stmt(r, val, nodes, ni, L, pos, w, out, s->sc[m], 2); break;
-        default: preacc_stmt(r, val, nodes, ni, L, pos, w, out, s->sc[m], 3); break;   /* STMT_K */
+        case 1: preacc_stmt(r, val, nodes, ni, code, w, out, s->sc[m], 1); break;
+        case 2: preacc_stmt(r, val, nodes, ni, code, w, out, s->sc[m], 2); break;
+        default: preacc_stmt(r, val, nodes, ni, code, w, out, s->sc[m], 3); break;   /* STMT_K */
         }
         if (!alone)
             group_add(gh, GL, kG, tmp, L, k);
         L += k;
         nodes += ni;
+        code += 2 * ni;
     }
 }
 

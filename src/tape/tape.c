@@ -360,7 +360,7 @@ size_t ad_tape_memory(const ad_tape *t)
     const tape_stmts *st = &t->st;
     if (st->built)
         s += 5 * st->nent + 5 * st->ntm + 10 * st->nst + 4 * (st->nleaf + st->nst)
-           + st->ngrp + 4 * st->ngleaf + 4 * 2 * (st->rec ? st->rec->end : 0) + 8 * st->ngh;
+           + st->ngrp + 4 * st->ngleaf + 12 * st->ninner + 8 * st->ngh;
     s += 8 * (t->capval + t->capadj + 2 * t->capdot + t->cape12
               + t->capdotk + t->capadotk + t->capscr + t->capxc + t->capdc);
     return s;

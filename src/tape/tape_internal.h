@@ -175,6 +175,8 @@ static inline vec_args vec_view(const tape_rec *r, int is_dot, uint32_t a, uint3
 #define STMT_W (STMT_K + STMT_K * STMT_K) /* scratch doubles per inner node  */
 #define STMT_NODE 255                    /* entry k: a plain node           */
 #define STMT_COMP 254                    /* entry k: a compound sum/dot     */
+#define STMT_ARG_NONE 0xFFFFFFFFu          /* argument codes (acode)          */
+#define STMT_ARG_LEAF 0xFFFFFFF0u
 #define STMT_MERGED 253                  /* term: its g, H are in the group
                                             of the term before it           */
 
@@ -183,7 +185,7 @@ typedef struct tape_stmts {
     uint32_t rec_id;
     int built, valid;
     uint64_t epoch;        /* gh holds the values at the point of this epoch */
-    size_t nent, ntm, nst, nleaf, ngrp, ngleaf, ngh;
+    size_t nent, ntm, nst, nleaf, ngrp, ngleaf, ngh, ninner;
     uint32_t *node;        /* entry -> node                                  */
     uint8_t *k;            /* entry: statement of k leaves, STMT_NODE, or
                               STMT_COMP (a sum/dot sweeping its terms)      */
@@ -200,7 +202,9 @@ typedef struct tape_stmts {
     uint32_t *gleaf;       /* the groups' leaves (the sweeps read these)     */
     uint32_t *inner_n;     /* nodes inside each statement                    */
     uint32_t *inner;       /* those nodes, grouped by statement, root last   */
-    uint32_t *pos;         /* node -> its place in its statement's list      */
+    uint32_t *acode;       /* interior node -> its 2 argument codes: an
+                              earlier interior node's place, STMT_ARG_LEAF + j,
+                              or STMT_ARG_NONE                               */
     double *gh;            /* per group: Σ sc·g (k), then Σ sc·upper H       */
     double *work;          /* preaccumulation scratch                        */
 } tape_stmts;
