@@ -171,7 +171,7 @@ ad_status ad_record_begin(ad_tape *t)
     return AD_OK;
 }
 
-ad_var ad_input(double x)
+COLD static ad_var slow_input(double x)
 {
     ad_tape *t = active();
     if (!t || !finite_arg(t, x, OP_INPUT))
@@ -185,6 +185,26 @@ ad_var ad_input(double x)
     if (v.rec)
         r->in[r->nin++] = v.idx;
     return v;
+}
+
+ad_var ad_input(double x)
+{
+    ad_tape *t = tape_active;
+    if (__builtin_expect(t != NULL, 1)) {
+        tape_rec *r = t->rec;
+        size_t i = r->n, j = r->nin;
+        if (__builtin_expect(!t->err && i < t->lim && j < r->capin && isfinite(x), 1)) {
+            r->op[i] = (uint8_t)OP_INPUT;
+            r->a[i] = (uint32_t)j;
+            r->b[i] = 0;
+            t->val[i] = x;
+            r->n = i + 1;
+            r->in[j] = (uint32_t)i;
+            r->nin = j + 1;
+            return (ad_var){(uint32_t)i, r->id};
+        }
+    }
+    return slow_input(x);
 }
 
 void ad_output(ad_var y)
@@ -294,15 +314,48 @@ ad_var ad_const(double c)
     return push(t, OP_CONST, k, 0, c);
 }
 
+/* Every op has a fast path and a slow one.  The fast path appends the node
+ * when nothing can go wrong (active tape without error, arguments of this
+ * recording, room, a finite value, room in the pool): a few loads and four
+ * stores, and no call but the rule's libm one, so the cheap ops need no
+ * saved registers.  Anything else takes the slow path, which checks and
+ * reports (and evaluates again: the rules are pure). */
+#define FAST_BEGIN(cond)                                                \
+    ad_tape *t = tape_active;                                           \
+    if (__builtin_expect(t != NULL, 1)) {                               \
+        tape_rec *r = t->rec;                                           \
+        size_t i = r->n;                                                \
+        if (__builtin_expect(!t->err && i < t->lim && (cond), 1)) {
+#define FAST_END(N, xa, xb, y, ON_OK)                                   \
+            if (__builtin_expect(isfinite(y), 1)) {                     \
+                ON_OK                                                   \
+                r->op[i] = (uint8_t)OP_##N;                             \
+                r->a[i] = (xa);                                         \
+                r->b[i] = (xb);                                         \
+                t->val[i] = (y);                                        \
+                r->n = i + 1;                                           \
+                return (ad_var){(uint32_t)i, r->id};                    \
+            }                                                           \
+        }                                                               \
+    }
+#define ARG_OK(v) ((v).rec == r->id && (v).idx < i)
+
 /* Unary ops without a constant: generated from the op table. */
 #define GEN_NOC(N, n)                                                   \
-    ad_var ad_##n(ad_var x)                                             \
+    COLD static ad_var slow_##n(ad_var x)                               \
     {                                                                   \
         ad_tape *t = active();                                          \
         uint32_t i;                                                     \
         if (!t || !arg(t, x, &i, #n))                                   \
             return BAD;                                                 \
         return push(t, OP_##N, i, 0, dual_##n##_f(t->val[i], 0.0));     \
+    }                                                                   \
+    ad_var ad_##n(ad_var x)                                             \
+    {                                                                   \
+        FAST_BEGIN(ARG_OK(x))                                           \
+            double y = dual_##n##_f(t->val[x.idx], 0.0);                \
+        FAST_END(N, x.idx, 0, y, (void)0;)                              \
+        return slow_##n(x);                                             \
     }
 #define GEN_CST(N, n)
 #define GEN_INT(N, n)
@@ -310,19 +363,26 @@ ad_var ad_const(double c)
 TAPE_UNARY_OPS(X_GEN1)
 
 #define X_GEN2(N, n, c)                                                 \
-    ad_var ad_##n(ad_var x, ad_var y)                                   \
+    COLD static ad_var slow_##n(ad_var x, ad_var y)                     \
     {                                                                   \
         ad_tape *t = active();                                          \
         uint32_t i, j;                                                  \
         if (!t || !arg(t, x, &i, #n) || !arg(t, y, &j, #n))             \
             return BAD;                                                 \
         return push(t, OP_##N, i, j, dual_##n##_f(t->val[i], t->val[j])); \
+    }                                                                   \
+    ad_var ad_##n(ad_var x, ad_var y)                                   \
+    {                                                                   \
+        FAST_BEGIN(ARG_OK(x) && ARG_OK(y))                              \
+            double v = dual_##n##_f(t->val[x.idx], t->val[y.idx]);      \
+        FAST_END(N, x.idx, y.idx, v, (void)0;)                          \
+        return slow_##n(x, y);                                          \
     }
 TAPE_BINARY_USER_OPS(X_GEN2)
 
 /* Unary ops with a constant in the pool. */
 #define GEN_CST_OP(N, n)                                                \
-    static ad_var rec_##n(ad_var x, double c)                           \
+    COLD static ad_var slow_##n(ad_var x, double c)                     \
     {                                                                   \
         ad_tape *t = active();                                          \
         uint32_t i, k;                                                  \
@@ -330,6 +390,15 @@ TAPE_BINARY_USER_OPS(X_GEN2)
             || !push_const(t, c, &k, OP_##N))                           \
             return BAD;                                                 \
         return push(t, OP_##N, i, k, dual_##n##_f(t->val[i], c));       \
+    }                                                                   \
+    static inline ad_var rec_##n(ad_var x, double c)                    \
+    {                                                                   \
+        FAST_BEGIN(ARG_OK(x) && r->ncst < r->capcst                     \
+                   && r->ncst < UINT32_MAX && isfinite(c))              \
+            double y = dual_##n##_f(t->val[x.idx], c);                  \
+            uint32_t k = (uint32_t)r->ncst;                             \
+        FAST_END(N, x.idx, k, y, r->cst[k] = c; r->ncst = k + 1u;)      \
+        return slow_##n(x, c);                                          \
     }
 GEN_CST_OP(ADDC, addc)
 GEN_CST_OP(MULC, mulc)
