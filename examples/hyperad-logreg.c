@@ -1,7 +1,8 @@
 /*
- * hyperad-logreg: L2-regularized logistic regression trained by Newton-CG
- * on Hessian-vector products of a hyperad tape; a drop-in for LIBLINEAR's
- * `train -s 0` and `predict` (same option names, same model files).
+ * hyperad-logreg: L2-regularized logistic regression trained by LIBLINEAR
+ * 2.3.0's trust-region Newton method (TRON) on Hessian-vector products of a
+ * hyperad tape; a drop-in for LIBLINEAR's `train -s 0` and `predict` (same
+ * option names, same model files).
  *
  *   hyperad-logreg train [options] data_file [model_file]
  *   hyperad-logreg predict [-b 1] [-q] data_file model_file output_file
@@ -32,7 +33,8 @@ static void usage(FILE *fp)
         "       hyperad-logreg objective [-c cost] [-B bias] [-w label weight] [-S] data_file model_file\n"
         "\n"
         "L2-regularized logistic regression, min_w 0.5 w'w + C sum log(1 + exp(-y w'x)),\n"
-        "by trust-region Newton-CG on Hessian-vector products (LIBLINEAR's train -s 0).\n"
+        "by LIBLINEAR 2.3.0's trust-region Newton method (TRON) on Hessian-vector\n"
+        "products (LIBLINEAR's train -s 0: same steps, same iterates up to rounding).\n"
         "\n"
         "train options:\n"
         "  -s 0         solver type (only 0, L2-regularized logistic regression)\n"
@@ -42,15 +44,17 @@ static void usage(FILE *fp)
         "  -w label weight  C of class label is weight*C (repeatable; LIBLINEAR's\n"
         "               -wlabel weight is accepted too)\n"
         "  -v n         n-fold cross validation: prints the accuracy, writes no model\n"
-        "  -q           quiet: no per-iteration progress\n"
+        "  -q           quiet: no per-iteration progress (one line per trial step;\n"
+        "               with -g tr numbered as LIBLINEAR's, f and |g| after the step)\n"
         "  -S           scale features by 1/max|x_j| while training (the saved model\n"
         "               applies to raw data); helps badly scaled data\n"
-        "  -P 0|1       diagonal preconditioner for CG (default 1)\n"
-        "  -g tr|ls     Newton globalization: trust region (default, as LIBLINEAR 2.3)\n"
-        "               or line search (as LIBLINEAR >= 2.40)\n"
+        "  -P 0|1       diagonal preconditioner for CG, 0.99 I + 0.01 diag(H) (default 1)\n"
+        "  -g tr|ls     Newton globalization: tr = LIBLINEAR 2.3.0's TRON (default),\n"
+        "               ls = truncated Newton with a line search (as LIBLINEAR >= 2.40)\n"
         "  -f auto|libsvm|csv   input format (default auto: CSV if a ',' comes first)\n"
         "  -m auto|dense|sparse in-memory layout (default auto)\n"
-        "  -n iters     maximum Newton iterations per class (default 1000)\n"
+        "  -n iters     maximum Newton iterations per class (default 1000; -g tr counts\n"
+        "               accepted steps, as LIBLINEAR)\n"
         "predict options:\n"
         "  -b 1         write probability estimates\n"
         "  -q           quiet\n",

@@ -478,9 +478,10 @@ AD_API ad_status ad_newton_dense(const ad_problem *p, double *x, const ad_newton
 /* ===================================================================== */
 /* L2-regularized logistic regression as LIBLINEAR's `train -s 0`:        */
 /*   min_w  ½‖w‖² + Σ_i C_i log(1 + exp(−y_i wᵀx_i)),  y_i ∈ {−1, +1},     */
-/* minimized by ad_newton_cg (trust region, Steihaug CG) on HVPs of a tape */
-/* built from vector nodes (ad_matvec for dense rows, ad_spmv for sparse); */
-/* the Hessian is never formed.  Multi-class: one-vs-rest like LIBLINEAR.  */
+/* minimized by LIBLINEAR 2.3.0's trust-region Newton method (TRON) on    */
+/* HVPs of a tape built from vector nodes (ad_matvec for dense rows,       */
+/* ad_spmv for sparse); the Hessian is never formed.  Multi-class:         */
+/* one-vs-rest like LIBLINEAR.                                             */
 /* Errors carry a detail string: ad_logreg_errmsg().                       */
 /* ===================================================================== */
 
@@ -547,11 +548,15 @@ typedef struct ad_logreg_params {
     size_t nr_weight;           /* -w label weight pairs: C of class label[i] is   */
     const int *weight_label;    /* C·weight[i] (borrowed during ad_logreg_fit)     */
     const double *weight;
-    size_t max_iter;            /* Newton iterations per sub-problem, default 1000 */
-    int precond;                /* diagonal preconditioner (Hessian diagonal
-                                   mixed with I as in LIBLINEAR 2.4x), default 1    */
-    ad_globalization globalization; /* AD_TRUST_REGION (default, as LIBLINEAR 2.3's
-                                   TRON) or AD_LINE_SEARCH (as LIBLINEAR >= 2.40)   */
+    size_t max_iter;            /* Newton iterations per sub-problem (TRON: accepted
+                                   steps, as LIBLINEAR), default 1000               */
+    int precond;                /* diagonal preconditioner M = 0.99 I + 0.01 diag(∇²f)
+                                   as LIBLINEAR 2.3.0's, default 1; 0: M = I        */
+    ad_globalization globalization; /* AD_TRUST_REGION (default): LIBLINEAR 2.3.0's
+                                   TRON step for step, so at equal eps both land on
+                                   the same w up to rounding; AD_LINE_SEARCH:
+                                   ad_newton_cg's truncated Newton with a line
+                                   search (like LIBLINEAR >= 2.40)                  */
     int scale;                  /* 1: solve in features x_j / max_i |x_ij| (sparsity
                                    kept, no copy of the data: w = S w' on the tape)
                                    and return w = S w', a model for raw data; the
@@ -584,7 +589,9 @@ AD_API void ad_logreg_model_free(ad_logreg_model *m);
 typedef struct ad_logreg_result {
     double f;                 /* objective, summed over sub-problems          */
     double gnorm;             /* ‖∇f‖2 at the end (largest over sub-problems) */
-    size_t newton_iters, cg_iters, nfev, nhvp; /* summed over sub-problems      */
+    size_t newton_iters, cg_iters, nfev, nhvp; /* summed over sub-problems;
+                                 TRON's newton_iters counts rejected steps too,
+                                 one per line LIBLINEAR prints                 */
     size_t nsub;              /* binary sub-problems solved                   */
     ad_stop_reason reason;    /* AD_STOP_GTOL unless a sub-problem stopped otherwise */
     double elapsed;           /* seconds, monotonic clock                     */
@@ -593,13 +600,20 @@ typedef struct ad_logreg_result {
 /* Trains on d into *model (zeroed first; freed again on error).  res may be
  * NULL.  Per binary sub-problem: one tape (ad_record with one ad_matvec or
  * ad_spmv node over d's borrowed arrays, a softplus per row, the positives'
- * −C_i y_i z_i folded into one linear ad_dot term), minimized from w = 0 by
- * ad_newton_cg (prm->globalization, CG to ‖r‖ <= 0.1‖g‖ as LIBLINEAR's
- * TRON, the diagonal preconditioner when prm->precond) with gtol_rel set to
- * LIBLINEAR's tolerance.  Memory: the tape (about 2 nodes per row, 40 bytes
- * each with its sweep buffers) plus O(m + n) doubles; d is never copied.
- * Cost per Newton iteration: a gradient (2 passes over X), 1 pass for the
- * preconditioner, 2 passes per CG step.
+ * −C_i y_i z_i folded into one linear ad_dot term), minimized from w = 0.
+ * AD_TRUST_REGION: TRON as in LIBLINEAR 2.3.0 (tron.cpp): radius ‖g₀‖_M,
+ * preconditioned CG to ‖r‖_{M⁻¹} <= 0.1‖g‖_{M⁻¹} or the boundary ‖s‖_M = Δ,
+ * steps accepted at actred > 1e-4·prered, LIBLINEAR's radius rules and
+ * stopping tests, so the iterates are LIBLINEAR's up to rounding.
+ * AD_LINE_SEARCH: ad_newton_cg with gtol_rel set to LIBLINEAR's tolerance.
+ * The progress callback runs once per trial step; for TRON with
+ * p->iter = LIBLINEAR's iteration number (a rejected step repeats it), f and
+ * ‖g‖∞ after the step, step = ‖s‖_M and radius = the updated Δ.
+ * Memory: the tape (about 2 nodes per row, 40 bytes each with its sweep
+ * buffers) plus O(m + n) doubles; d is never copied.  Cost per Newton
+ * iteration: a value sweep at the trial point, a reverse sweep once it is
+ * accepted (2 passes over X in all), 1 pass for the preconditioner, 2
+ * passes per CG step.
  * Errors: AD_EINVAL (NULL, C <= 0, eps <= 0, m or n = 0, non-finite data,
  * a bad caller-built CSR, a weight label not in the data, fewer than two
  * classes; see ad_logreg_errmsg), AD_ELIMIT (m or n beyond the tape's

@@ -479,6 +479,180 @@ static void liblinear_predict_reads_our_model(void **state)
     ad_logreg_data_free(&d);
 }
 
+/* One TRON line: LIBLINEAR's "iter K act A pre P delta D f F |g| G CG C",
+ * with f the value before the step; ours rebuilt from the progress calls. */
+typedef struct tron_line {
+    int iter, cg;
+    double f, delta;
+} tron_line;
+
+typedef struct tron_log {
+    size_t n;
+    double f_before;
+    tron_line l[64];
+} tron_log;
+
+static int log_tron_line(void *ctx, size_t k, const ad_opt_progress *p)
+{
+    tron_log *t = ctx;
+    (void)k;
+    if (t->n < sizeof t->l / sizeof *t->l)
+        t->l[t->n++] = (tron_line){(int)p->iter, (int)p->cg_iters, t->f_before, p->radius};
+    t->f_before = p->f; /* our f is the value after the step */
+    return 0;
+}
+
+/* Runs liblinear-train -s 0 with opts on data and parses its TRON lines. */
+static size_t liblinear_tron_lines(const char *opts, const char *data, tron_line *out,
+                                   size_t max)
+{
+    char cmd[512], line[512];
+    snprintf(cmd, sizeof cmd, "%s -s 0 %s %s lr_tmp_trace.model", LIBLINEAR_TRAIN, opts, data);
+    FILE *fp = popen(cmd, "r");
+    assert_non_null(fp);
+    size_t n = 0;
+    while (fgets(line, sizeof line, fp)) {
+        tron_line t;
+        double act, pre, g;
+        if (sscanf(line, "iter %d act %lf pre %lf delta %lf f %lf |g| %lf CG %d", &t.iter, &act,
+                   &pre, &t.delta, &t.f, &g, &t.cg) == 7 &&
+            n < max)
+            out[n++] = t;
+    }
+    assert_int_equal(pclose(fp), 0);
+    unlink("lr_tmp_trace.model");
+    return n;
+}
+
+/* LIBLINEAR prints %5.3e: four digits, so half a unit of the last one is
+ * at most 5e-4 of the value. */
+static int same_printed(double ours, double printed)
+{
+    return fabs(ours - printed) <= 6e-4 * fabs(printed);
+}
+
+/* The default solver is LIBLINEAR 2.3.0's TRON: against liblinear-train's
+ * own verbose output, the same lines (a rejected step repeats its number),
+ * the same CG iterations in each, the same radius and f to the four digits
+ * LIBLINEAR prints.  The breast-cancer data covers ill-conditioning and
+ * boundary steps; lr_tron_reject.svm (five rows, a large C) rejected steps
+ * and the radius rules after them. */
+static void tron_steps_match_liblinear_line_by_line(void **state)
+{
+    (void)state;
+    if (access(LIBLINEAR_TRAIN, X_OK) != 0) {
+        print_message("liblinear-train not installed: skipping the comparison\n");
+        skip();
+    }
+    const struct {
+        const char *data, *opts;
+        double C, eps;
+        int rejects;
+    } cfg[] = {
+        {BC_DATA, "-c 1 -e 0.01", 1, 0.01, 0},
+        {BC_DATA, "-c 1 -e 0.0001", 1, 1e-4, 0},
+        {"data/lr_tron_reject.svm", "-c 2562.54 -e 0.0001", 2562.54, 1e-4, 1},
+    };
+    for (size_t q = 0; q < sizeof cfg / sizeof *cfg; q++) {
+        tron_line lib[64];
+        size_t nlib = liblinear_tron_lines(cfg[q].opts, cfg[q].data, lib, 64);
+        assert_true(nlib > 0 && nlib < 64);
+        ad_logreg_data d;
+        assert_int_equal(ad_logreg_read(cfg[q].data, AD_LOGREG_FMT_AUTO, AD_LOGREG_STORE_AUTO,
+                                         &d), AD_OK);
+        ad_logreg_params prm;
+        ad_logreg_params_init(&prm);
+        prm.C = cfg[q].C;
+        prm.eps = cfg[q].eps;
+        tron_log t = {0, (double)d.m * cfg[q].C * log(2.0), {{0, 0, 0, 0}}}; /* f(0) */
+        prm.progress = log_tron_line;
+        prm.progress_ctx = &t;
+        ad_logreg_model m;
+        ad_logreg_result r;
+        assert_int_equal(ad_logreg_fit(&d, &prm, &m, &r), AD_OK);
+        assert_int_equal(r.reason, AD_STOP_GTOL);
+        if (t.n != nlib)
+            print_error("%s %s: %zu lines, liblinear-train %zu\n", cfg[q].data, cfg[q].opts,
+                        t.n, nlib);
+        assert_int_equal(t.n, nlib);
+        assert_int_equal(r.newton_iters, nlib);
+        size_t cg = 0, repeats = 0;
+        for (size_t k = 0; k < nlib; k++) {
+            if (t.l[k].iter != lib[k].iter || t.l[k].cg != lib[k].cg ||
+                !same_printed(t.l[k].delta, lib[k].delta) || !same_printed(t.l[k].f, lib[k].f))
+                print_error("%s %s line %zu: ours iter %d CG %d delta %.4e f %.4e, "
+                            "liblinear iter %d CG %d delta %.4e f %.4e\n",
+                            cfg[q].data, cfg[q].opts, k + 1, t.l[k].iter, t.l[k].cg,
+                            t.l[k].delta, t.l[k].f, lib[k].iter, lib[k].cg, lib[k].delta,
+                            lib[k].f);
+            assert_int_equal(t.l[k].iter, lib[k].iter);
+            assert_int_equal(t.l[k].cg, lib[k].cg);
+            assert_true(same_printed(t.l[k].delta, lib[k].delta));
+            assert_true(same_printed(t.l[k].f, lib[k].f));
+            cg += (size_t)lib[k].cg;
+            repeats += k > 0 && lib[k].iter == lib[k - 1].iter;
+        }
+        assert_int_equal(r.cg_iters, cg);
+        if (cfg[q].rejects)
+            assert_true(repeats >= 1);
+        ad_logreg_model_free(&m);
+        ad_logreg_data_free(&d);
+    }
+}
+
+/* Issue 4's targets on the bundled data: at equal -c and -e, the objective
+ * within 1e-6 of LIBLINEAR's (both ways) and the same training accuracy,
+ * at LIBLINEAR's default -e and at a tight one. */
+static void breast_cancer_objective_and_accuracy_equal_liblinear(void **state)
+{
+    (void)state;
+    if (access(LIBLINEAR_TRAIN, X_OK) != 0) {
+        print_message("liblinear-train not installed: skipping the comparison\n");
+        skip();
+    }
+    ad_logreg_data d;
+    assert_int_equal(ad_logreg_read(BC_DATA, AD_LOGREG_FMT_AUTO, AD_LOGREG_STORE_AUTO, &d),
+                     AD_OK);
+    const char *opts[] = {"-e 0.01", "-e 0.0001"};
+    const double eps[] = {0.01, 1e-4};
+    double *p1 = malloc(d.m * sizeof *p1), *p2 = malloc(d.m * sizeof *p2);
+    assert_non_null(p1);
+    assert_non_null(p2);
+    for (int q = 0; q < 2; q++) {
+        char cmd[512];
+        snprintf(cmd, sizeof cmd, "%s -s 0 -q -c 1 %s %s lr_tmp_liblinear.model >/dev/null",
+                 LIBLINEAR_TRAIN, opts[q], BC_DATA);
+        assert_int_equal(system(cmd), 0);
+        ad_logreg_model lib, ours;
+        assert_int_equal(ad_logreg_model_load("lr_tmp_liblinear.model", &lib), AD_OK);
+        unlink("lr_tmp_liblinear.model");
+        ad_logreg_params prm;
+        ad_logreg_params_init(&prm);
+        prm.eps = eps[q];
+        assert_int_equal(ad_logreg_fit(&d, &prm, &ours, NULL), AD_OK);
+        double flib, fours;
+        assert_int_equal(ad_logreg_objective(&d, &prm, &lib, &flib), AD_OK);
+        assert_int_equal(ad_logreg_objective(&d, &prm, &ours, &fours), AD_OK);
+        assert_int_equal(ad_logreg_predict(&lib, &d, p1, NULL), AD_OK);
+        assert_int_equal(ad_logreg_predict(&ours, &d, p2, NULL), AD_OK);
+        size_t ok1 = 0, ok2 = 0;
+        for (size_t i = 0; i < d.m; i++) {
+            ok1 += p1[i] == d.y[i];
+            ok2 += p2[i] == d.y[i];
+        }
+        if (!(fabs(fours - flib) <= 1e-6 * flib) || ok1 != ok2)
+            print_error("%s: ours f %.12g, %zu correct; liblinear f %.12g, %zu correct\n",
+                        opts[q], fours, ok2, flib, ok1);
+        assert_true(fabs(fours - flib) <= 1e-6 * flib);
+        assert_int_equal(ok2, ok1);
+        ad_logreg_model_free(&lib);
+        ad_logreg_model_free(&ours);
+    }
+    free(p1);
+    free(p2);
+    ad_logreg_data_free(&d);
+}
+
 /* A committed model written by liblinear-train 2.3.0 (-B 1, 3 classes). */
 static void reads_liblinear_model_file(void **state)
 {
@@ -979,6 +1153,8 @@ int main(void)
         cmocka_unit_test(binary_labels_minus_one_first_become_plus_one_first),
         cmocka_unit_test(fit_matches_liblinear_train_objective),
         cmocka_unit_test(liblinear_predict_reads_our_model),
+        cmocka_unit_test(tron_steps_match_liblinear_line_by_line),
+        cmocka_unit_test(breast_cancer_objective_and_accuracy_equal_liblinear),
         cmocka_unit_test(reads_liblinear_model_file),
         cmocka_unit_test(model_file_round_trip_is_exact),
         cmocka_unit_test(model_save_failure_leaves_no_file),

@@ -4,11 +4,12 @@
  *   f(w) = ½‖w‖² + Σ_i C_i log(1 + exp(−y_i wᵀx_i)),  y_i = ±1,
  *
  * recorded once per binary sub-problem as a short tape (one ad_matvec or
- * ad_spmv node for Xw, a softplus per row, one ad_dot) and minimized by
- * ad_newton_cg on its HVPs: the Hessian Xᵀ D X + I is never formed.  The
- * stopping rule, label order, one-vs-rest split and class weights follow
- * LIBLINEAR 2.x (linear.cpp: train, train_one, group_classes) so that the
- * two trainers can be compared at equal -c and -e.
+ * ad_spmv node for Xw, a softplus per row, one ad_dot) and minimized on its
+ * HVPs by LIBLINEAR 2.3.0's TRON (logreg_tron.c), or by ad_newton_cg's line
+ * search: the Hessian Xᵀ D X + I is never formed.  The stopping rule, label
+ * order, one-vs-rest split and class weights follow LIBLINEAR 2.3.0
+ * (linear.cpp: train, train_one, group_classes) so that the two trainers
+ * can be compared at equal -c and -e.
  */
 #include "opt/logreg_internal.h"
 
@@ -239,16 +240,56 @@ static double lr_row_dot(const ad_logreg_data *d, size_t i, const double *w, siz
     return z;
 }
 
-/* M⁻¹r with M = (1 − α) I + α diag(∇²f(x)), α = 0.01, the mix LIBLINEAR
- * 2.4x uses (Hsia, Chiang, Lin, "Preconditioned conjugate gradient methods
- * in truncated Newton frameworks", ACML 2018): the raw diagonal alone
- * over-trusts badly scaled features.  diag(∇²f) = 1 + Σ_i C_i σ_i(1−σ_i)
- * x_ij², computed in one pass over X per new x, row by row while the row is
+/* h = diag ∇²f(x) = 1 + Σ_i C_i σ_i(1−σ_i) x_ij² (LIBLINEAR's
+ * get_diag_preconditioner), in one pass over X, row by row while the row is
  * in cache. */
-static ad_status lr_precond(void *ctx, const double *x, const double *r, double *zout)
+static ad_status lr_diag(void *ctx, const double *x, double *h)
 {
     lr_sub *s = ctx;
     const ad_logreg_data *d = s->d;
+    size_t nw = s->nw;
+    const double *wx = x;
+    if (s->sc) {
+        for (size_t j = 0; j < s->n; j++)
+            s->wu[j] = s->sc[j] * x[j];
+        wx = s->wu;
+    }
+    for (size_t j = 0; j < nw; j++)
+        h[j] = 0.0;
+    double bw = s->bias >= 0 ? s->bias * x[s->n] : 0.0;
+    for (size_t i = 0; i < d->m; i++) {
+        double t = lr_row_dot(d, i, wx, s->n, 1) + bw;
+        double sg = lr_sigmoid(t);
+        double Di = (s->cls[i] == s->pos ? s->cp : s->cn) * sg * (1.0 - sg);
+        if (d->X) {
+            const double *xi = d->X + i * d->n;
+            for (size_t j = 0; j < d->n; j++)
+                h[j] += Di * xi[j] * xi[j];
+        } else {
+            for (size_t k = d->csr.rowptr[i]; k < d->csr.rowptr[i + 1]; k++) {
+                double v = d->csr.val[k];
+                h[d->csr.colind[k]] += Di * v * v;
+            }
+        }
+        if (s->bias >= 0)
+            h[s->n] += Di * s->bias * s->bias;
+    }
+    if (s->sc)
+        for (size_t j = 0; j < s->n; j++)
+            h[j] *= s->sc[j] * s->sc[j];
+    for (size_t j = 0; j < nw; j++)
+        h[j] = 1.0 + h[j];
+    return AD_OK;
+}
+
+/* For ad_newton_cg (-g ls): M⁻¹r with M = (1 − α) I + α diag(∇²f(x)),
+ * α = 0.01, the mix of LIBLINEAR's TRON and Newton (Hsia, Chiang, Lin,
+ * "Preconditioned conjugate gradient methods in truncated Newton
+ * frameworks", ACML 2018): the raw diagonal alone over-trusts badly scaled
+ * features.  One pass over X per new x. */
+static ad_status lr_precond(void *ctx, const double *x, const double *r, double *zout)
+{
+    lr_sub *s = ctx;
     size_t nw = s->nw;
     if (s->diag_off) {
         memcpy(zout, r, nw * sizeof *r);
@@ -257,38 +298,10 @@ static ad_status lr_precond(void *ctx, const double *x, const double *r, double 
     if (!s->have_diag || memcmp(x, s->xd, nw * sizeof *x) != 0) {
         memcpy(s->xd, x, nw * sizeof *x);
         double *h = s->diag;
-        const double *wx = x;
-        if (s->sc) {
-            for (size_t j = 0; j < s->n; j++)
-                s->wu[j] = s->sc[j] * x[j];
-            wx = s->wu;
-        }
-        for (size_t j = 0; j < nw; j++)
-            h[j] = 0.0;
-        double bw = s->bias >= 0 ? s->bias * x[s->n] : 0.0;
-        for (size_t i = 0; i < d->m; i++) {
-            double t = lr_row_dot(d, i, wx, s->n, 1) + bw;
-            double sg = lr_sigmoid(t);
-            double Di = (s->cls[i] == s->pos ? s->cp : s->cn) * sg * (1.0 - sg);
-            if (d->X) {
-                const double *xi = d->X + i * d->n;
-                for (size_t j = 0; j < d->n; j++)
-                    h[j] += Di * xi[j] * xi[j];
-            } else {
-                for (size_t k = d->csr.rowptr[i]; k < d->csr.rowptr[i + 1]; k++) {
-                    double v = d->csr.val[k];
-                    h[d->csr.colind[k]] += Di * v * v;
-                }
-            }
-            if (s->bias >= 0)
-                h[s->n] += Di * s->bias * s->bias;
-        }
-        if (s->sc)
-            for (size_t j = 0; j < s->n; j++)
-                h[j] *= s->sc[j] * s->sc[j];
+        lr_diag(s, x, h);
         double hmin = HUGE_VAL, hmax = 0.0;
         for (size_t j = 0; j < nw; j++) {
-            h[j] = 0.99 + 0.01 * (1.0 + h[j]);
+            h[j] = 0.99 + 0.01 * h[j];
             hmin = fmin(hmin, h[j]);
             hmax = fmax(hmax, h[j]);
         }
@@ -388,25 +401,40 @@ static ad_status lr_solve(lr_sub *s, ad_tape *tape, double *w, ad_opt_result *or
         return st;
     }
     ad_problem prob = ad_problem_tape(tape);
-    ad_newton_params np;
-    ad_newton_params_init(&np);
-    np.globalization = s->prm->globalization;
-    np.gtol = 0.0; /* only the relative test: LIBLINEAR has no absolute one */
-    np.gtol_rel = tol;
-    /* CG stops at ‖r‖ <= 0.1‖g‖, TRON's eps_cg: looser steps make more,
-     * cheaper Newton iterations but land further inside the tolerance. */
-    np.eta_max = 0.1;
-    np.max_iter = s->prm->max_iter;
-    np.max_eval = 10 * s->prm->max_iter + 10;
-    if (s->prm->precond) {
-        np.precond = lr_precond;
-        np.precond_ctx = s;
-        s->have_diag = 0;
-        s->diag_off = 0;
+    if (s->prm->globalization == AD_TRUST_REGION) {
+        /* LIBLINEAR 2.3.0's own solver, step for step */
+        lr_tron_params tp;
+        tp.eps = tol;
+        tp.eps_cg = 0.1; /* train_one's eps_cg without an initial solution */
+        tp.max_iter = s->prm->max_iter;
+        tp.diag = s->prm->precond ? lr_diag : NULL;
+        tp.diag_ctx = s;
+        tp.progress = lr_progress;
+        tp.progress_ctx = s;
+        st = lr_tron(&prob, w, &tp, ores);
+    } else {
+        ad_newton_params np;
+        ad_newton_params_init(&np);
+        np.globalization = AD_LINE_SEARCH;
+        np.gtol = 0.0; /* only the relative test: LIBLINEAR has no absolute one */
+        np.gtol_rel = tol;
+        /* CG stops at ‖r‖ <= 0.1‖g‖, TRON's eps_cg: looser steps make
+         * more, cheaper Newton iterations but land further inside the
+         * tolerance. */
+        np.eta_max = 0.1;
+        np.max_iter = s->prm->max_iter;
+        np.max_eval = 10 * s->prm->max_iter + 10;
+        if (s->prm->precond) {
+            np.precond = lr_precond;
+            np.precond_ctx = s;
+            s->have_diag = 0;
+            s->diag_off = 0;
+        }
+        np.progress = lr_progress;
+        np.progress_ctx = s;
+        memset(w, 0, s->nw * sizeof *w);
+        st = ad_newton_cg(&prob, w, &np, ores);
     }
-    np.progress = lr_progress;
-    np.progress_ctx = s;
-    st = ad_newton_cg(&prob, w, &np, ores);
     if (st) {
         lr_seterr("logreg: Newton-CG failed on class %zu: %s (%s)", s->k, ad_strerror(st),
                   ad_tape_errmsg(tape));

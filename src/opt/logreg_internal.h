@@ -22,4 +22,30 @@ ad_status lr_objective_record(ad_tape *t, const ad_logreg_data *d, const ad_logr
                               lr_objective **out);
 void lr_objective_free(lr_objective *o);
 
+/* TRON, the trust-region Newton method of LIBLINEAR 2.3.0 (logreg_tron.c).
+ * Minimizes p from w = 0 (w is overwritten) and stops when ‖∇f(w)‖2 <=
+ * eps·‖∇f(0)‖2, as LIBLINEAR's TRON::tron with eps_cg.  diag, when not NULL,
+ * writes the Hessian diagonal at w (n entries), from which the preconditioner
+ * (1 − 0.01) + 0.01·diag is made; NULL gives M = I.  max_iter bounds the
+ * accepted steps (TRON's iter); res->iters counts every trial step, accepted
+ * or not, as LIBLINEAR prints them.  The progress callback runs once per
+ * trial with iter = TRON's iteration number (a rejected step repeats it), f
+ * and ‖g‖∞ after the trial, step = ‖s‖_M and radius = the updated Δ.
+ * Returns AD_OK with res->reason (AD_STOP_GTOL, AD_STOP_MAX_ITER,
+ * AD_STOP_MAX_EVAL after 10·max_iter + 10 evaluations, AD_STOP_TR_RADIUS
+ * when the model predicts no decrease, AD_STOP_FTOL when both reductions
+ * are below 1e-12·|f|, AD_STOP_CALLBACK), or the failing callback's status. */
+typedef struct lr_tron_params {
+    double eps;      /* relative gradient tolerance                      */
+    double eps_cg;   /* CG stops at ‖r‖_{M⁻¹} <= eps_cg·‖g‖_{M⁻¹} (LIBLINEAR: 0.1) */
+    size_t max_iter; /* accepted steps                                    */
+    ad_status (*diag)(void *ctx, const double *w, double *h);
+    void *diag_ctx;
+    ad_progress_fn progress;
+    void *progress_ctx;
+} lr_tron_params;
+
+ad_status lr_tron(const ad_problem *p, double *w, const lr_tron_params *prm,
+                  ad_opt_result *res);
+
 #endif
