@@ -59,7 +59,9 @@ static int scalar_args(const tape_rec *r, size_t i, uint32_t arg[2])
 void tape_stmts_free(tape_stmts *s)
 {
     free(s->node); free(s->k); free(s->tk); free(s->tn); free(s->sk); free(s->sfirst); free(s->sc);
-    free(s->cspan); free(s->leaf); free(s->gk); free(s->gleaf);
+    if (s->gleaf != s->leaf)
+        free(s->gleaf);
+    free(s->cspan); free(s->leaf); free(s->gk);
     free(s->inner_n); free(s->inner); free(s->acode); free(s->gh); free(s->work);
     memset(s, 0, sizeof *s);
 }
@@ -123,9 +125,8 @@ static ad_status build(ad_tape *t)
     uint32_t *stmt_of = tape_alloc((n + 1) * sizeof *stmt_of, 0);
     size_t *base = NULL;
     uint32_t *fill = NULL;
-    uint32_t *pos = tape_alloc((n + 1) * sizeof *pos, 1);   /* read before set: cleared */
     ad_status st = AD_ENOMEM;
-    if (!uses || !user || !role || !lc || !ls || !owner || !stmt_of || !pos)
+    if (!uses || !user || !role || !lc || !ls || !owner || !stmt_of)
         goto out;
     enum { R_INNER = 1, R_ROOT = 2, R_TERM = 3 };
 
@@ -194,6 +195,13 @@ static ad_status build(ad_tape *t)
                 break;
             }
     }
+
+    /* Temporaries go as soon as they are dead: the build's peak memory is
+     * the handle's (the statements come on top of the sweep buffers). */
+    free(uses);
+    uses = NULL;
+    free(user);
+    user = NULL;
 
     /* 4. Owners top-down: an interior node belongs to its user's tree. */
     for (size_t i = n; i-- > 0;) {
@@ -346,9 +354,12 @@ static ad_status build(ad_tape *t)
     s->ngrp = ng;
     s->ngleaf = glf;
     ngh = ghn;
+    if (ng == nst) {   /* no term merged: the groups' leaves are the statements' */
+        free(s->gleaf);
+        s->gleaf = s->leaf;
+    }
 
-    /* 7. Interior lists by statement, each in node order (root last);
-     *    pos[i] = i's place in its list. */
+    /* 7. Interior lists by statement, each in node order (root last). */
     for (size_t i = 0; i < n; i++)
         if (role[i] && role[i] != R_COMP)
             s->inner_n[stmt_of[owner[i]]]++;
@@ -363,12 +374,25 @@ static ad_status build(ad_tape *t)
         if (!role[i] || role[i] == R_COMP)
             continue;
         uint32_t m = stmt_of[owner[i]];
-        pos[i] = fill[m]++;
-        s->inner[base[m] + pos[i]] = (uint32_t)i;
+        s->inner[base[m] + fill[m]++] = (uint32_t)i;
     }
+    free(owner);
+    owner = NULL;
+    free(stmt_of);
+    stmt_of = NULL;
+    free(base);
+    base = NULL;
+    free(fill);
+    fill = NULL;
+    free(role);
+    role = NULL;
+    free(lc);
+    lc = NULL;
     /* 8. Argument codes of the interior nodes, for preaccumulation: an
-     *    earlier interior node of the statement (its place), leaf j, or
-     *    nothing (a constant, or a unary op's second slot). */
+     *    earlier interior node of the statement (its place, found by
+     *    bisection: the list is in node order), leaf j, or nothing (a
+     *    constant, or a unary op's second slot).  Every temporary is gone
+     *    by now, so the codes reuse their memory. */
     s->acode = tape_alloc((2 * acc + 1) * sizeof *s->acode, 0);
     if (!s->acode)
         goto out;
@@ -383,8 +407,16 @@ static ad_status build(ad_tape *t)
                 for (int c = 0; c < 2; c++) {
                     uint32_t a = arg[c], v = STMT_ARG_NONE;
                     if (c < na && r->op[a] != OP_CONST) {
-                        if (pos[a] < ni && nodes[pos[a]] == a && is_scalar((tape_op)r->op[a])) {
-                            v = pos[a];
+                        size_t lo = 0, hi = qq;   /* a < nodes[qq]: search before it */
+                        while (lo < hi) {
+                            size_t mid = lo + (hi - lo) / 2;
+                            if (nodes[mid] < a)
+                                lo = mid + 1;
+                            else
+                                hi = mid;
+                        }
+                        if (lo < qq && nodes[lo] == a) {
+                            v = (uint32_t)lo;
                         } else {
                             uint32_t j = 0;
                             while (j + 1 < s->sk[m] && Lm[j] != a)
@@ -414,7 +446,7 @@ static ad_status build(ad_tape *t)
     st = AD_OK;
 out:
     free(uses); free(user); free(role); free(lc); free(owner); free(stmt_of);
-    free(base); free(fill); free(pos);
+    free(base); free(fill);
     if (st)
         tape_stmts_free(s);   /* the caller falls back to the plain sweeps */
     return st;
