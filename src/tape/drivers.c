@@ -65,7 +65,7 @@ static ad_status buffers(ad_tape *t, int need_adj, int need_dot)
 {
     size_t n = t->rec->n + 1;
     if (!tape_buf(&t->val, &t->capval, n) || !tape_buf(&t->scr, &t->capscr, t->rec->max_scratch + 1)
-        || !tape_scratch(&t->dc, &t->capdc, n)
+        || !tape_scratch(&t->dc, &t->capdc, t->rec->ndc + 1)
         || !tape_buf(&t->xc, &t->capxc, t->rec->nin + 1)
         || (need_adj && !tape_scratch(&t->adj, &t->capadj, n))
         || (need_dot && !tape_dots(t, n)))

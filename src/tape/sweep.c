@@ -166,11 +166,11 @@ INLINE void fwd(const tape_rec *restrict r, double *restrict val, double *restri
             if (DV) val[i] = y = dual_##n##_f(xa, c); else y = val[i];  \
             if (DV && TAPE_CACHED(N) && dc) {                           \
                 dual_##n##_d(xa, y, c, &d1, &d2);                       \
-                dc[i] = d1;                                             \
+                dc[b] = d1;   /* b: the node's dc slot */             \
             }                                                           \
             if (DD) {                                                   \
                 if (!DV && TAPE_CACHED(N) && dc)                        \
-                    d1 = dc[i];                                         \
+                    d1 = dc[b];                                         \
                 else                                                    \
                     dual_##n##_d(xa, y, c, &d1, &d2);                   \
                 dot[i] = dual_chain1(d1, dot[a]);                       \
@@ -280,7 +280,7 @@ INLINE void rev(const tape_rec *restrict r, const double *restrict val,
             double d1, d2, yb = adj[i];                                 \
             dual_##n##_d(val[a], val[i], TAPE_ARG_##K(r, i), &d1, &d2); \
             if (TAPE_CACHED(N) && dc)                                   \
-                d1 = dc[i];                                             \
+                d1 = dc[b];                                             \
             if (WA) adj[a] += yb * d1;                                  \
             if (WD) adot[a] += C ? dual_adjdot1(d1, d2, yb, adot[i], dot[a]) \
                                  : adot[i] * d1;                        \
