@@ -426,7 +426,8 @@ tape_rec *tape_optimize(const tape_rec *raw_const, void *scratch, size_t scratch
             else if (is_linear(op) && (fl[a] & F_ABSORB))
                 map[i] = collapse(&s, (uint32_t)i);
             else
-                map[i] = emit(&s, op, map[a], has_cst(op) ? new_const(&s, r->cst[b]) : b);
+                map[i] = emit(&s, op, map[a], has_cst(op) ? new_const(&s, r->cst[b])
+                                              : TAPE_CACHED_OP(op) ? (uint32_t)o->ndc++ : b);
             break;
 #define EM_B(N, n, C) case OP_##N:
         TAPE_BINARY_OPS(EM_B)

@@ -151,7 +151,7 @@ ad_status ad_record_begin(ad_tape *t)
         tape_rec_release(r);
         t->rec = r = nr;
     }
-    r->n = r->ncst = r->next = r->nmat = r->ncmp = r->nin = 0;
+    r->n = r->ncst = r->next = r->nmat = r->ncmp = r->nin = r->ndc = 0;
     r->out = 0;
     r->has_out = 0;
     r->complete = 0;
@@ -348,13 +348,19 @@ ad_var ad_const(double c)
         uint32_t i;                                                     \
         if (!t || !arg(t, x, &i, #n))                                   \
             return BAD;                                                 \
-        return push(t, OP_##N, i, 0, dual_##n##_f(t->val[i], 0.0));     \
+        uint32_t slot = (uint32_t)t->rec->ndc;                          \
+        ad_var v = push(t, OP_##N, i, TAPE_CACHED(N) ? slot : 0,        \
+                        dual_##n##_f(t->val[i], 0.0));                  \
+        if (TAPE_CACHED(N) && v.rec)                                    \
+            t->rec->ndc = slot + 1u;                                    \
+        return v;                                                       \
     }                                                                   \
     ad_var ad_##n(ad_var x)                                             \
     {                                                                   \
         FAST_BEGIN(ARG_OK(x))                                           \
             double y = dual_##n##_f(t->val[x.idx], 0.0);                \
-        FAST_END(N, x.idx, 0, y, (void)0;)                              \
+            uint32_t slot = TAPE_CACHED(N) ? (uint32_t)r->ndc : 0u;     \
+        FAST_END(N, x.idx, slot, y, if (TAPE_CACHED(N)) r->ndc = slot + 1u;) \
         return slow_##n(x);                                             \
     }
 #define GEN_CST(N, n)

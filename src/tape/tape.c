@@ -176,11 +176,6 @@ void tape_rec_finish(tape_rec *r)
     while (p < end && r->op[p] == OP_INPUT && r->a[p] == p)
         p++;
     r->nlead = p;
-    uint32_t k = 0;
-    for (size_t i = 0; i < r->n; i++)
-        if (r->op[i] == OP_SIN || r->op[i] == OP_COS)   /* TAPE_CACHED */
-            r->b[i] = k++;
-    r->ndc = k;
 }
 
 const char *tape_op_name(tape_op op)

@@ -81,9 +81,10 @@ typedef enum tape_op {
  * (one sincos in the value sweep instead of a second call in the reverse).
  * Cheap ops recompute theirs: storing would only move more bytes.  Such a
  * node's b (unused by unary ops without a constant) is its slot in dc,
- * numbered by tape_rec_finish, so dc holds one double per sin or cos node,
- * not one per node. */
+ * given when the node is made (by its constructor or the optimizer), so
+ * dc holds one double per sin or cos node, not one per node. */
 #define TAPE_CACHED(N) (OP_##N == OP_SIN || OP_##N == OP_COS)
+#define TAPE_CACHED_OP(op) ((op) == OP_SIN || (op) == OP_COS)
 
 /* The constant a unary rule receives. */
 #define TAPE_ARG_NOC(r, i) 0.0
@@ -139,7 +140,7 @@ typedef struct tape_rec {
     tape_cmp *cmp; size_t ncmp, capcmp;
     uint32_t *in;  size_t nin, capin;   /* node of each input */
     int in_contig;                      /* inputs are nodes in[0], in[0]+1, … */
-    size_t ndc;                         /* TAPE_CACHED nodes: dc slots         */
+    size_t ndc;                         /* dc slots given (TAPE_CACHED nodes)  */
     size_t nlead;                       /* nodes 0..nlead−1 are inputs 0..nlead−1
                                            (the usual order: inputs first):
                                            sweeps copy them, not interpret   */
