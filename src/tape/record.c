@@ -28,6 +28,7 @@ COLD static void fail(ad_tape *t, ad_status s, const char *what, const char *why
     if (t->err)
         return;
     t->err = s;
+    t->lim = 0;   /* every op's fast path now fails at its one bound check */
     tape_set_error(t, s, "%s: %s", what, why);
 }
 
@@ -193,7 +194,7 @@ ad_var ad_input(double x)
     if (__builtin_expect(t != NULL, 1)) {
         tape_rec *r = t->rec;
         size_t i = r->n, j = r->nin;
-        if (__builtin_expect(!t->err && i < t->lim && j < r->capin && isfinite(x), 1)) {
+        if (__builtin_expect(i < t->lim && j < r->capin && isfinite(x), 1)) {   /* lim: 0 after an error */
             r->op[i] = (uint8_t)OP_INPUT;
             r->a[i] = (uint32_t)j;
             r->b[i] = 0;
@@ -315,17 +316,18 @@ ad_var ad_const(double c)
 }
 
 /* Every op has a fast path and a slow one.  The fast path appends the node
- * when nothing can go wrong (active tape without error, arguments of this
- * recording, room, a finite value, room in the pool): a few loads and four
- * stores, and no call but the rule's libm one, so the cheap ops need no
- * saved registers.  Anything else takes the slow path, which checks and
- * reports (and evaluates again: the rules are pure). */
+ * when nothing can go wrong (an active tape with room: fail() zeroes the
+ * bound lim, so a tape with an error has none; arguments of this recording;
+ * a finite value; room in the pool): a few loads and four stores, and no
+ * call but the rule's libm one, so the cheap ops need no saved registers.
+ * Anything else takes the slow path, which checks and reports (and
+ * evaluates again: the rules are pure). */
 #define FAST_BEGIN(cond)                                                \
     ad_tape *t = tape_active;                                           \
     if (__builtin_expect(t != NULL, 1)) {                               \
         tape_rec *r = t->rec;                                           \
         size_t i = r->n;                                                \
-        if (__builtin_expect(!t->err && i < t->lim && (cond), 1)) {
+        if (__builtin_expect(i < t->lim && (cond), 1)) {   /* lim: 0 after an error */
 #define FAST_END(N, xa, xb, y, ON_OK)                                   \
             if (__builtin_expect(isfinite(y), 1)) {                     \
                 ON_OK                                                   \
