@@ -198,10 +198,8 @@ static ad_status build(ad_tape *t)
 
     /* Temporaries go as soon as they are dead: the build's peak memory is
      * the handle's (the statements come on top of the sweep buffers). */
-    free(uses);
-    uses = NULL;
-    free(user);
-    user = NULL;
+#define DROP(p) do { free(p); (p) = NULL; } while (0)
+    DROP(uses); DROP(user);
 
     /* 4. Owners top-down: an interior node belongs to its user's tree. */
     for (size_t i = n; i-- > 0;) {
@@ -376,18 +374,7 @@ static ad_status build(ad_tape *t)
         uint32_t m = stmt_of[owner[i]];
         s->inner[base[m] + fill[m]++] = (uint32_t)i;
     }
-    free(owner);
-    owner = NULL;
-    free(stmt_of);
-    stmt_of = NULL;
-    free(base);
-    base = NULL;
-    free(fill);
-    fill = NULL;
-    free(role);
-    role = NULL;
-    free(lc);
-    lc = NULL;
+    DROP(owner); DROP(stmt_of); DROP(base); DROP(fill); DROP(role); DROP(lc);
     /* 8. Argument codes of the interior nodes, for preaccumulation: an
      *    earlier interior node of the statement (its place, found by
      *    bisection: the list is in node order), leaf j, or nothing (a
@@ -447,6 +434,7 @@ static ad_status build(ad_tape *t)
 out:
     free(uses); free(user); free(role); free(lc); free(owner); free(stmt_of);
     free(base); free(fill);
+#undef DROP
     if (st)
         tape_stmts_free(s);   /* the caller falls back to the plain sweeps */
     return st;
