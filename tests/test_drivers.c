@@ -1249,6 +1249,47 @@ static void preaccumulation_matches_plain_sweeps(void **state)
     ad_tape_free(plain);
 }
 
+/* Sums and dots whose arguments are consecutive nodes are stored as their
+ * first node at recording (VEC_CONTIG); lists that break the run after a
+ * few consecutive nodes, or start consecutive and end elsewhere, are not. */
+static ad_var contig_fn(const ad_var *x, size_t n, void *ctx)
+{
+    (void)n; (void)ctx;
+    ad_var s[4] = {ad_sin(x[0]), ad_sin(x[1]), ad_sin(x[2]), ad_sin(x[3])};   /* 4 consecutive nodes */
+    const double c[4] = {1.0, -2.0, 0.5, 3.0};
+    ad_var run[4] = {s[0], s[1], s[2], s[3]}, broken[4] = {s[0], s[1], s[2], s[0]},
+           shifted[3] = {s[1], s[2], s[3]};
+    ad_var t[4] = {ad_dot(4, run, c), ad_sum(4, broken), ad_sum(3, shifted), ad_dot(4, x, c)};
+    return ad_sum(4, t);
+}
+
+static void contiguous_vector_args_at_recording(void **state)
+{
+    (void)state;
+    const double x[4] = {0.3, -1.1, 0.7, 2.0}, c[4] = {1.0, -2.0, 0.5, 3.0};
+    ad_tape *t = ad_tape_new();
+    assert_ok(ad_tape_set_optimize(t, 0));   /* the recording's own lists */
+    assert_ok(ad_record(t, contig_fn, 4, x, NULL));
+    size_t ncontig = 0;
+    for (size_t i = 0; i < t->rec->n; i++)
+        if ((t->rec->op[i] == OP_SUM || t->rec->op[i] == OP_DOT) && (t->rec->b[i] & VEC_CONTIG))
+            ncontig++;
+    assert_int_equal(ncontig, 4);   /* run, shifted, the inputs' dot, the outer sum's t[0..3] */
+    double f, g[4];
+    assert_ok(ad_gradient(t, x, &f, g));
+    double want_f = 0.0, want_g[4];
+    for (int k = 0; k < 4; k++) {
+        want_f += c[k] * sin(x[k]) + c[k] * x[k] + (k >= 1 ? sin(x[k]) : 0.0) + (k < 3 ? sin(x[k]) : 0.0);
+        want_g[k] = c[k] * cos(x[k]) + c[k] + (k >= 1 ? cos(x[k]) : 0.0) + (k < 3 ? cos(x[k]) : 0.0);
+    }
+    want_f += sin(x[0]);
+    want_g[0] += cos(x[0]);
+    assert_close(f, want_f, 8 * TU_ULP);
+    for (int k = 0; k < 4; k++)
+        assert_close(g[k], want_g[k], 8 * TU_ULP);
+    ad_tape_free(t);
+}
+
 /* The optimizer's squared-residual fusion: which sqr(·) fuse, which must
  * not (a sub used twice; a sub over a collapsible sum; a compared sub), and
  * the derivatives against closed forms on the fused tape. */
@@ -1849,6 +1890,7 @@ int main(void)
         cmocka_unit_test(preaccumulation_matches_plain_sweeps),
         cmocka_unit_test(statement_groups_match_closed_form),
         cmocka_unit_test(squared_residuals_fuse_exactly),
+        cmocka_unit_test(contiguous_vector_args_at_recording),
         cmocka_unit_test(repeated_and_scattered_vector_args),
         cmocka_unit_test(inputs_outputs_bookkeeping),
         cmocka_unit_test(comparison_on_dead_nodes_still_detects_flip),

@@ -12,6 +12,7 @@
  * can be compared at equal -c and -e.
  */
 #include "opt/logreg_internal.h"
+#include "tape/tape_internal.h"   /* tape_reserve */
 
 #include <math.h>
 #include <stdlib.h>
@@ -338,6 +339,17 @@ static void lr_tape_setup(ad_tape *t)
     (void)ad_tape_set_preaccumulate(t, 0);
 }
 
+/* Room for lr_tape_fn's recording, asked for at once: no growth steps
+ * while recording (their copies and freed blocks would raise the peak
+ * memory).  Nodes: the inputs, the scaled weights, the matrix node and
+ * its m outputs, the bias adds, m softplus, and a few more. */
+static void lr_reserve(ad_tape *t, const lr_sub *s)
+{
+    size_t m = s->d->m, n = s->n, nw = s->nw, bias = s->bias >= 0;
+    tape_reserve(t, nw + (s->sc ? n : 0) + 1 + m + bias * (m + 1) + m + 16,
+                 n + (m + 1) + (nw + 1) + 2 * nw + 16, m + nw + 16);
+}
+
 /* cpos = −Σ_{i positive} C_i (x_i, B): the linear part of the loss. */
 static void lr_linear_term(lr_sub *s)
 {
@@ -390,6 +402,7 @@ static ad_status lr_solve(lr_sub *s, ad_tape *tape, double *w, ad_opt_result *or
     }
     for (size_t i = 0; i < d->m; i++)
         s->cw[i] = s->cls[i] == s->pos ? s->cp : s->cn;
+    lr_reserve(tape, s);
     ad_status st = ad_record(tape, lr_tape_fn, s->nw, w, s);
     free(s->cw);
     free(s->z);
@@ -1000,6 +1013,7 @@ ad_status lr_objective_record(ad_tape *t, const ad_logreg_data *d, const ad_logr
         s->cw[i] = o->cls[i] == 0 ? s->cp : s->cn;
     lr_linear_term(s);
     lr_tape_setup(t);
+    lr_reserve(t, s);
     st = ad_record(t, lr_tape_fn, s->nw, w, s);
     free(w);
     if (st) {

@@ -70,6 +70,24 @@ COLD static int grow_nodes(ad_tape *t, size_t need, tape_op op)
     return 1;
 }
 
+/* Grows t's storage to hold a recording of `nodes` nodes, `ext` argument
+ * entries and `cst` constants without regrowing: for callers that know the
+ * size (logistic regression), so the recording makes no ×1.5 growth steps
+ * whose copies and freed blocks raise the peak memory.  Best effort: what
+ * cannot be had now grows as usual while recording. */
+void tape_reserve(ad_tape *t, size_t nodes, size_t ext, size_t cst)
+{
+    if (!t || t->recording || atomic_load(&t->rec->refs) > 1 || nodes > t->max_ops)
+        return;
+    tape_rec *r = t->rec;
+    size_t c1 = r->cap, c2 = r->cap, c3 = r->cap;
+    (void)(tape_grow((void **)&r->op, &c1, nodes, 1) && tape_grow((void **)&r->a, &c2, nodes, 4)
+           && tape_grow((void **)&r->b, &c3, nodes, 4) && tape_buf(&t->val, &t->capval, nodes));
+    r->cap = c1 < c2 ? (c1 < c3 ? c1 : c3) : (c2 < c3 ? c2 : c3);
+    (void)tape_grow((void **)&r->ext, &r->capext, ext, sizeof(uint32_t));
+    (void)tape_grow((void **)&r->cst, &r->capcst, cst, sizeof(double));
+}
+
 /* Appends a node; returns its var (invalid when the tape is full). */
 static inline ad_var push(ad_tape *t, tape_op op, uint32_t a, uint32_t b, double v)
 {
@@ -470,6 +488,29 @@ static int vec_check(ad_tape *t, size_t n, const void *x, const void *y, tape_op
     return 1;
 }
 
+/* Whether x[0..n) are the consecutive nodes x[0], x[0]+1, … of this
+ * recording (checked as arguments too: a bad var fails the tape).  Such a
+ * list is stored as its first node (VEC_CONTIG): 4 bytes, not 4n, and
+ * sweeps that read no index array. */
+static int contiguous_args(ad_tape *t, size_t n, const ad_var *x, tape_op op)
+{
+    uint32_t i0;
+    if (!arg(t, x[0], &i0, tape_op_name(op)))
+        return -1;
+    for (size_t k = 1; k < n; k++) {
+        uint32_t i;
+        if (!arg(t, x[k], &i, tape_op_name(op)))
+            return -1;
+        if (i != i0 + k) {
+            for (k++; k < n; k++)   /* the rest must still be valid */
+                if (!arg(t, x[k], &i, tape_op_name(op)))
+                    return -1;
+            return 0;
+        }
+    }
+    return 1;
+}
+
 ad_var ad_sum(size_t n, const ad_var *x)
 {
     ad_tape *t = active();
@@ -478,14 +519,18 @@ ad_var ad_sum(size_t n, const ad_var *x)
         return BAD;
     if (n == 0)
         return ad_const(0.0);
-    if (!ext_reserve(t, n, OP_SUM, &off) || !put_args(t, off, n, x, OP_SUM))
+    int contig = contiguous_args(t, n, x, OP_SUM);
+    if (contig < 0)
+        return BAD;
+    size_t ne = contig ? 1 : n;
+    if (!ext_reserve(t, ne, OP_SUM, &off) || !put_args(t, off, ne, x, OP_SUM))
         return BAD;
     const uint32_t *e = t->rec->ext + off;
     double s = 0.0;
     for (size_t k = 0; k < n; k++)
-        s += t->val[e[k]];
-    t->rec->next = off + n;
-    return push(t, OP_SUM, (uint32_t)off, (uint32_t)n, s);
+        s += t->val[contig ? e[0] + k : e[k]];
+    t->rec->next = off + ne;
+    return push(t, OP_SUM, (uint32_t)off, (uint32_t)n | (contig ? VEC_CONTIG : 0u), s);
 }
 
 ad_var ad_dot(size_t n, const ad_var *x, const double *c)
@@ -509,7 +554,11 @@ ad_var ad_dot(size_t n, const ad_var *x, const double *c)
         fail(t, AD_ENOMEM, "dot", "out of memory");
         return BAD;
     }
-    if (!ext_reserve(t, n + 1, OP_DOT, &off) || !put_args(t, off + 1, n, x, OP_DOT))
+    int contig = contiguous_args(t, n, x, OP_DOT);
+    if (contig < 0)
+        return BAD;
+    size_t ne = contig ? 1 : n;
+    if (!ext_reserve(t, ne + 1, OP_DOT, &off) || !put_args(t, off + 1, ne, x, OP_DOT))
         return BAD;
     k0 = (uint32_t)r->ncst;
     memcpy(r->cst + k0, c, n * sizeof *c);
@@ -518,9 +567,9 @@ ad_var ad_dot(size_t n, const ad_var *x, const double *c)
     const uint32_t *e = r->ext + off + 1;
     double s = 0.0;
     for (size_t k = 0; k < n; k++)
-        s += c[k] * t->val[e[k]];
-    r->next = off + n + 1;
-    return push(t, OP_DOT, (uint32_t)off, (uint32_t)n, s);
+        s += c[k] * t->val[contig ? e[0] + k : e[k]];
+    r->next = off + ne + 1;
+    return push(t, OP_DOT, (uint32_t)off, (uint32_t)n | (contig ? VEC_CONTIG : 0u), s);
 }
 
 ad_var ad_dotv(size_t n, const ad_var *x, const ad_var *y)
