@@ -1141,9 +1141,108 @@ static void breast_cancer_trains_to_high_accuracy(void **state)
     ad_logreg_data_free(&d);
 }
 
+/* |got − want| <= tol·max(1, |want|), printing both when it fails. */
+#define assert_near(got, want, tol) assert_near_at(got, want, tol, __FILE__, __LINE__)
+static void assert_near_at(double got, double want, double tol, const char *file, int line)
+{
+    if (!(fabs(got - want) <= tol * fmax(1.0, fabs(want)))) {
+        print_error("%s:%d: got %.17g, want %.17g\n", file, line, got, want);
+        fail();
+    }
+}
+
+/* TRON's radius rule, branch by branch, with values worked by hand from
+ * tron.cpp's formulas: Δ = 2, ‖s‖_M = 1, prered = 1, gᵀs = −1.5, f = 10. */
+static void tron_radius_rule_by_branch(void **state)
+{
+    (void)state;
+    /* ρ < 1e-4 (rejected): α = max(¼, ½·1.5/2) = 0.375; min(α, ½Δ) */
+    assert_near(lr_tron_radius(2.0, 10.0, 10.5, -1.5, 1.0, 1.0, 0), 0.375, 1e-15);
+    /* ρ = 0.1: α = 0.75/1.4; max(¼Δ, min(α, ½Δ)) */
+    assert_near(lr_tron_radius(2.0, 10.0, 9.9, -1.5, 1.0, 1.0, 0), 0.75 / 1.4, 1e-15);
+    /* ρ = 0.1 with gᵀs = −0.15: α = 1.5, capped at ½Δ = 1 */
+    assert_near(lr_tron_radius(2.0, 10.0, 9.9, -0.15, 1.0, 1.0, 0), 1.0, 1e-15);
+    /* f went up by 10: α = max(¼, ½·1.5/11.5) = ¼ (its floor); min(¼, ½Δ) */
+    assert_near(lr_tron_radius(2.0, 10.0, 20.0, -1.5, 1.0, 1.0, 0), 0.25, 1e-15);
+    /* ρ = 0.5: α = 0.75; max(¼Δ, min(α, 4Δ)) */
+    assert_near(lr_tron_radius(2.0, 10.0, 9.5, -1.5, 1.0, 1.0, 0), 0.75, 1e-15);
+    /* ρ = 0.9 on the boundary: 4Δ */
+    assert_near(lr_tron_radius(2.0, 10.0, 9.1, -1.5, 1.0, 1.0, 1), 8.0, 1e-15);
+    /* ρ = 0.9 inside: α = 1.25; max(Δ, min(α, 4Δ)) = Δ */
+    assert_near(lr_tron_radius(2.0, 10.0, 9.1, -1.5, 1.0, 1.0, 0), 2.0, 1e-15);
+    /* the quadratic has no minimum (fnew − f − gᵀs ≤ 0): α = 4, inside: min(4, 8) */
+    assert_near(lr_tron_radius(2.0, 10.0, 8.4, -1.5, 1.0, 1.0, 0), 4.0, 1e-15);
+    /* a failed evaluation (fnew = ∞) shrinks: α = ¼ → min(¼, ½Δ) */
+    assert_near(lr_tron_radius(2.0, 10.0, HUGE_VAL, -1.5, 1.0, 1.0, 0), 0.25, 1e-15);
+}
+
+/* A first step TRON rejects: f(w) = 50·√(1 + 100(w − 0.1)²) − 0.01·w from
+ * w = 0 takes the Newton step s₁ ≈ 0.2 (inside Δ₀ = |g₀| ≈ 353.6) and lands
+ * where f is barely lower (actred ≈ 0.002 < 1e-4·prered): rejected, with
+ * α just above ½.  TRON first cuts Δ to ‖s₁‖ (once, at iteration 1), so the
+ * new Δ is σ2·‖s₁‖ exactly (without the cut it would be α‖s₁‖).  The second
+ * trial, on the boundary, lands next to the minimum (ρ ≥ η2): Δ = 4Δ.  Both
+ * trials are TRON's iteration 1. */
+static ad_status hub_fg(void *ctx, const double *x, double *f, double *g)
+{
+    (void)ctx;
+    double u = x[0] - 0.1, q = sqrt(1.0 + 100.0 * u * u);
+    *f = 50.0 * q - 0.01 * x[0];
+    if (g)
+        g[0] = 5000.0 * u / q - 0.01;
+    return AD_OK;
+}
+
+static ad_status hub_hvp(void *ctx, const double *x, const double *v, double *hv)
+{
+    (void)ctx;
+    double u = x[0] - 0.1, q2 = 1.0 + 100.0 * u * u;
+    hv[0] = 5000.0 / (q2 * sqrt(q2)) * v[0];
+    return AD_OK;
+}
+
+typedef struct hub_log {
+    size_t n, iter[8];
+    double radius[8], step[8];
+} hub_log;
+
+static int hub_progress(void *ctx, const ad_opt_progress *p)
+{
+    hub_log *l = ctx;
+    if (l->n < 8) {
+        l->iter[l->n] = p->iter;
+        l->radius[l->n] = p->radius;
+        l->step[l->n] = p->step;
+        l->n++;
+    }
+    return 0;
+}
+
+static void tron_rejected_first_step(void **state)
+{
+    (void)state;
+    ad_problem p = {1, NULL, hub_fg, hub_hvp, NULL};
+    hub_log log = {0};
+    lr_tron_params prm = {0.01, 0.1, 100, NULL, NULL, hub_progress, &log};
+    ad_opt_result res;
+    double w = 5.0;   /* overwritten: TRON starts from 0 */
+    assert_int_equal(lr_tron(&p, &w, &prm, &res), AD_OK);
+    assert_int_equal(res.reason, AD_STOP_GTOL);
+    assert_int_equal(log.n, 2);
+    assert_int_equal(log.iter[0], 1);
+    assert_int_equal(log.iter[1], 1);   /* a rejected step repeats its number */
+    assert_near(log.step[0], 0.2, 1e-4);
+    assert_near(log.radius[0], 0.5 * log.step[0], 1e-15);   /* σ2·‖s₁‖: the cut */
+    assert_near(log.step[1], log.radius[0], 1e-14);          /* on the boundary */
+    assert_near(log.radius[1], 4.0 * log.radius[0], 1e-15);
+    assert_near(w, 0.1, 1e-4);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(tron_radius_rule_by_branch),
+        cmocka_unit_test(tron_rejected_first_step),
         cmocka_unit_test(tape_gradient_and_hvp_match_closed_forms_dense),
         cmocka_unit_test(tape_gradient_and_hvp_match_closed_forms_sparse),
         cmocka_unit_test(dense_and_sparse_fits_agree),

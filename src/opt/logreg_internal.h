@@ -48,4 +48,15 @@ typedef struct lr_tron_params {
 ad_status lr_tron(const ad_problem *p, double *w, const lr_tron_params *prm,
                   ad_opt_result *res);
 
+/* TRON's new radius after a trial step s from w (tron.cpp): f = f(w),
+ * fnew = f(w + s), gs = gᵀs, prered the model's predicted reduction, snorm
+ * = ‖s‖_M, boundary whether CG stopped on the trust region's boundary.
+ * With α the minimizer of the quadratic through f, gᵀs and fnew along s
+ * (σ3 when that quadratic has no minimum), and ρ = (f − fnew)/prered:
+ * ρ < η0: min(α‖s‖, σ2Δ); ρ < η1: max(σ1Δ, min(α‖s‖, σ2Δ)); ρ < η2:
+ * max(σ1Δ, min(α‖s‖, σ3Δ)); else σ3Δ on the boundary, max(Δ, min(α‖s‖,
+ * σ3Δ)) inside.  η = (1e-4, 0.25, 0.75), σ = (0.25, 0.5, 4). */
+double lr_tron_radius(double delta, double f, double fnew, double gs, double prered,
+                      double snorm, int boundary);
+
 #endif

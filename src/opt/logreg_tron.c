@@ -159,6 +159,27 @@ static int tron_cg(opt_eval *e, tron_ws *ws, const double *w, double delta, doub
     return OPT_GOOD;
 }
 
+double lr_tron_radius(double delta, double f, double fnew, double gs, double prered,
+                      double snorm, int boundary)
+{
+    double actred = f - fnew;
+    /* α minimizes the quadratic through f(w), gᵀs and f(w + s) along s */
+    double alpha;
+    if (fnew - f - gs <= 0)
+        alpha = TRON_SIGMA3;
+    else
+        alpha = fmax(TRON_SIGMA1, -0.5 * (gs / (fnew - f - gs)));
+    if (actred < TRON_ETA0 * prered)
+        return fmin(alpha * snorm, TRON_SIGMA2 * delta);
+    if (actred < TRON_ETA1 * prered)
+        return fmax(TRON_SIGMA1 * delta, fmin(alpha * snorm, TRON_SIGMA2 * delta));
+    if (actred < TRON_ETA2 * prered)
+        return fmax(TRON_SIGMA1 * delta, fmin(alpha * snorm, TRON_SIGMA3 * delta));
+    if (boundary)
+        return TRON_SIGMA3 * delta;
+    return fmax(delta, fmin(alpha * snorm, TRON_SIGMA3 * delta));
+}
+
 ad_status lr_tron(const ad_problem *p, double *w, const lr_tron_params *prm,
                   ad_opt_result *res)
 {
@@ -241,22 +262,7 @@ ad_status lr_tron(const ad_problem *p, double *w, const lr_tron_params *prm,
             delta = fmin(delta, sMnorm);
             delta_adjusted = 1;
         }
-        /* α minimizes the quadratic through f(w), gᵀs and f(w + s) along s */
-        double alpha;
-        if (fnew - f - gs <= 0)
-            alpha = TRON_SIGMA3;
-        else
-            alpha = fmax(TRON_SIGMA1, -0.5 * (gs / (fnew - f - gs)));
-        if (actred < TRON_ETA0 * prered)
-            delta = fmin(alpha * sMnorm, TRON_SIGMA2 * delta);
-        else if (actred < TRON_ETA1 * prered)
-            delta = fmax(TRON_SIGMA1 * delta, fmin(alpha * sMnorm, TRON_SIGMA2 * delta));
-        else if (actred < TRON_ETA2 * prered)
-            delta = fmax(TRON_SIGMA1 * delta, fmin(alpha * sMnorm, TRON_SIGMA3 * delta));
-        else if (boundary)
-            delta = TRON_SIGMA3 * delta;
-        else
-            delta = fmax(delta, fmin(alpha * sMnorm, TRON_SIGMA3 * delta));
+        delta = lr_tron_radius(delta, f, fnew, gs, prered, sMnorm, boundary);
 
         size_t line = iter; /* TRON's numbering: a rejected step repeats it */
         if (actred > TRON_ETA0 * prered) {
