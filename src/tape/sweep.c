@@ -258,6 +258,13 @@ void sweep_tangent(const tape_rec *r, const double *val, double *dot, const doub
     fwd(r, (double *)val, dot, NULL, v, scr, (double *)dc, p, r->end, 0, 1);
 }
 
+/* f'' of a TAPE_CACHED op from its value y and its kept f' (no libm call):
+ * sin'' = −sin, cos'' = −cos, tanh'' = −2 tanh · tanh'. */
+INLINE double cached_d2(tape_op op, double y, double d1)
+{
+    return op == OP_TANH ? -2.0 * y * d1 : -y;
+}
+
 /* ---- reverse: adjoints (WA) and/or adjoint tangents (WD) --------------- */
 
 INLINE void rev(const tape_rec *restrict r, const double *restrict val,
@@ -278,9 +285,12 @@ INLINE void rev(const tape_rec *restrict r, const double *restrict val,
 #define REV_U(N, n, K, C)                                               \
         case OP_##N: {                                                  \
             double d1, d2, yb = adj[i];                                 \
-            dual_##n##_d(val[a], val[i], TAPE_ARG_##K(r, i), &d1, &d2); \
-            if (TAPE_CACHED(N) && dc)                                   \
+            if (TAPE_CACHED(N) && dc) {                                 \
                 d1 = dc[b];                                             \
+                d2 = cached_d2(OP_##N, val[i], d1);                     \
+            } else {                                                    \
+                dual_##n##_d(val[a], val[i], TAPE_ARG_##K(r, i), &d1, &d2); \
+            }                                                           \
             if (WA) adj[a] += yb * d1;                                  \
             if (WD) adot[a] += C ? dual_adjdot1(d1, d2, yb, adot[i], dot[a]) \
                                  : adot[i] * d1;                        \

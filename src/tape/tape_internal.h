@@ -78,13 +78,14 @@ typedef enum tape_op {
 
 /* Ops whose first derivative value sweeps keep (in the handle's dc array)
  * for the sweeps after them: sin and cos, whose derivative is the other one
- * (one sincos in the value sweep instead of a second call in the reverse).
+ * (one sincos in the value sweep instead of a second call in the reverse),
+ * and tanh, whose value and sech² come from one exponential (rules.h).
  * Cheap ops recompute theirs: storing would only move more bytes.  Such a
  * node's b (unused by unary ops without a constant) is its slot in dc,
  * given when the node is made (by its constructor or the optimizer), so
  * dc holds one double per sin or cos node, not one per node. */
-#define TAPE_CACHED(N) (OP_##N == OP_SIN || OP_##N == OP_COS)
-#define TAPE_CACHED_OP(op) ((op) == OP_SIN || (op) == OP_COS)
+#define TAPE_CACHED(N) (OP_##N == OP_SIN || OP_##N == OP_COS || OP_##N == OP_TANH)
+#define TAPE_CACHED_OP(op) ((op) == OP_SIN || (op) == OP_COS || (op) == OP_TANH)
 
 /* The constant a unary rule receives. */
 #define TAPE_ARG_NOC(r, i) 0.0
