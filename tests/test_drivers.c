@@ -1249,6 +1249,67 @@ static void preaccumulation_matches_plain_sweeps(void **state)
     ad_tape_free(plain);
 }
 
+/* Carried adjoints (reverse sweeps keep a single-use argument's adjoint in
+ * a register for the next node): the same bits as the sweeps without, on a
+ * function of long single-use chains, multi-use nodes and vector nodes; and
+ * the flags exist on optimized and raw tapes alike. */
+static ad_var carry_fn(const ad_var *x, size_t n, void *ctx)
+{
+    (void)ctx;
+    ad_var acc[8];
+    for (size_t i = 0; i < n; i++) {
+        ad_var z = x[i];
+        for (int k = 0; k < 30; k++)   /* z used three times a step */
+            z = ad_add(ad_mul(ad_sin(z), ad_exp(ad_neg(ad_sqr(z)))), ad_tanh(z));
+        acc[i] = ad_div(ad_sqr(ad_addc(z, 1.5)), ad_addc(ad_sqr(x[(i + 1) % n]), 1.0));
+    }
+    return ad_add(ad_sum(n, acc), ad_mul(acc[0], acc[n - 1]));
+}
+
+static void carried_adjoints_give_the_same_bits(void **state)
+{
+    (void)state;
+    enum { N = 6 };
+    const double x0[N] = {0.3, -0.8, 1.1, 0.05, -1.4, 0.7};
+    double x1[N], v[N], g1[N], g2[N], h1[N], h2[N], hs1[N], hs2[N], f1, f2;
+    for (int i = 0; i < N; i++) {
+        x1[i] = x0[i] + 0.01 * i;
+        v[i] = cos(1.0 + i);
+    }
+    for (int opt = 0; opt < 2; opt++) {
+        ad_tape *t = ad_tape_new();
+        assert_ok(ad_tape_set_optimize(t, opt));
+        assert_ok(ad_tape_set_preaccumulate(t, 0));   /* plain sweeps only */
+        assert_ok(ad_record(t, carry_fn, N, x0, NULL));
+        assert_ok(ad_gradient(t, x1, &f1, g1));        /* makes the flags */
+        assert_non_null(t->rec->cf);
+        size_t nflag = 0;
+        for (size_t i = 0; i < t->rec->end; i++)
+            nflag += t->rec->cf[i] != 0;
+        assert_true(nflag > 100);
+        assert_ok(ad_hvp(t, x0, v, h1));               /* new x: adj and adot carried */
+        assert_ok(ad_hvp(t, x0, v, hs1));              /* same x: adot carried */
+        /* the same sweeps without carries */
+        free(t->rec->cf);
+        t->rec->cf = NULL;
+        assert_ok(ad_gradient(t, x1, &f2, g2));
+        assert_ok(ad_hvp(t, x0, v, h2));
+        assert_ok(ad_hvp(t, x0, v, hs2));
+        assert_memory_equal(g1, g2, sizeof g1);
+        assert_memory_equal(h1, h2, sizeof h1);
+        assert_memory_equal(hs1, hs2, sizeof hs1);
+        assert_true(f1 == f2);
+        /* and both agree with the hyper-dual route */
+        for (int j = 0; j < N; j++) {
+            double e[N] = {0}, vhe;
+            e[j] = 1.0;
+            assert_ok(ad_hess_form(t, x0, v, e, &vhe));
+            assert_close(h1[j], vhe, 1e-12);
+        }
+        ad_tape_free(t);
+    }
+}
+
 /* Sums and dots whose arguments are consecutive nodes are stored as their
  * first node at recording (VEC_CONTIG); lists that break the run after a
  * few consecutive nodes, or start consecutive and end elsewhere, are not. */
@@ -1891,6 +1952,7 @@ int main(void)
         cmocka_unit_test(statement_groups_match_closed_form),
         cmocka_unit_test(squared_residuals_fuse_exactly),
         cmocka_unit_test(contiguous_vector_args_at_recording),
+        cmocka_unit_test(carried_adjoints_give_the_same_bits),
         cmocka_unit_test(repeated_and_scattered_vector_args),
         cmocka_unit_test(inputs_outputs_bookkeeping),
         cmocka_unit_test(comparison_on_dead_nodes_still_detects_flip),

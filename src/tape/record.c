@@ -171,6 +171,9 @@ ad_status ad_record_begin(ad_tape *t)
         t->rec = r = nr;
     }
     r->n = r->ncst = r->next = r->nmat = r->ncmp = r->nin = r->ndc = 0;
+    free(r->cf);   /* the last recording's carry flags */
+    r->cf = NULL;
+    r->cf_done = 0;
     r->out = 0;
     r->has_out = 0;
     r->complete = 0;

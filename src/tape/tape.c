@@ -116,7 +116,7 @@ tape_rec *tape_rec_new(void)
 static void rec_free(tape_rec *r)
 {
     free(r->op); free(r->a); free(r->b);
-    free(r->cst); free(r->ext); free(r->mat); free(r->cmp); free(r->in);
+    free(r->cst); free(r->ext); free(r->mat); free(r->cmp); free(r->in); free(r->cf);
     free(r);
 }
 
@@ -225,16 +225,30 @@ ad_tape *ad_tape_new(void)
 /* Optimizes t's recording if it is due: once per recording, before its first
  * sweep.  Shared recordings were optimized before they were shared.  Out of
  * memory leaves the raw recording in place (slower, still right). */
+/* Carry flags for the reverse sweeps (sweep.c), made once per recording
+ * before its first sweep (and before it is shared: a shared recording is
+ * never written).  Without memory for them the sweeps carry nothing. */
+static void carry_ready(tape_rec *r)
+{
+    if (r->complete && !r->cf_done) {
+        r->cf = sweep_carry_flags(r);
+        r->cf_done = 1;   /* tried: never written again once shared */
+    }
+}
+
 ad_status tape_ready(ad_tape *t)
 {
     tape_rec *r = t->rec;
-    if (r->optimized || !t->optimize || !r->complete)
+    if (r->optimized || !t->optimize || !r->complete) {
+        carry_ready(r);
         return AD_OK;
+    }
     /* The value buffer is dropped below anyway: lend it as scratch. */
     tape_rec *o = tape_optimize(r, t->val, t->capval * sizeof *t->val);
     if (!o) {
         r->optimized = 1;
         t->val_ok = t->adj_ok = 0;   /* its scratch was the value buffer */
+        carry_ready(r);
         return AD_OK;
     }
     o->id = r->id;
@@ -247,6 +261,7 @@ ad_status tape_ready(ad_tape *t)
     free(t->val);
     t->val = NULL;
     t->capval = 0;
+    carry_ready(o);
     return AD_OK;
 }
 
@@ -355,7 +370,7 @@ size_t ad_tape_memory(const ad_tape *t)
     size_t s = sizeof *t;
     const tape_rec *r = t->rec;
     if (r)
-        s += sizeof *r + r->cap * 9 + r->capcst * 8 + r->capext * 4
+        s += sizeof *r + r->cap * 9 + r->capcst * 8 + r->capext * 4 + (r->cf ? r->end + 1 : 0)
            + r->capmat * sizeof(tape_mat) + r->capcmp * sizeof(tape_cmp) + r->capin * 4;
     const tape_stmts *st = &t->st;
     if (st->built)

@@ -142,6 +142,9 @@ typedef struct tape_rec {
     uint32_t *in;  size_t nin, capin;   /* node of each input */
     int in_contig;                      /* inputs are nodes in[0], in[0]+1, … */
     size_t ndc;                         /* dc slots given (TAPE_CACHED nodes)  */
+    uint8_t *cf;                        /* carry flags of the reverse sweeps
+                                           (sweep_carry_flags), or NULL      */
+    int cf_done;                        /* cf was made (or could not be)      */
     size_t nlead;                       /* nodes 0..nlead−1 are inputs 0..nlead−1
                                            (the usual order: inputs first):
                                            sweeps copy them, not interpret   */
@@ -323,5 +326,6 @@ int sweep_partials(const tape_rec *r, const double *val, size_t i, double d[2],
                    struct dual_rule2 *q);   /* tape_partials, out of line */
 long sweep_first_bad(const tape_rec *r, const double *val, int derivs);
 int sweep_cmp_flipped(const tape_rec *r, const double *val);
+uint8_t *sweep_carry_flags(const tape_rec *r);
 
 #endif
