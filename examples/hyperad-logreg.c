@@ -94,6 +94,7 @@ static void die_status(ad_status st, const char *what)
 
 typedef struct progress_ctx {
     int multi;
+    size_t cg_cap;   /* TRON's CG step limit, max(weights, 5); 0: none */
 } progress_ctx;
 
 static int on_progress(void *ctx, size_t k, const ad_opt_progress *p)
@@ -104,6 +105,9 @@ static int on_progress(void *ctx, size_t k, const ad_opt_progress *p)
     fprintf(stderr,
             "iter %3zu  f %.8e  |g|inf %.3e  CG %3zu  step %.3e  radius %.3e  %8.3fs\n",
             p->iter, p->f, p->gnorm, p->cg_iters, p->step, p->radius, p->elapsed);
+    if (pc->cg_cap && p->cg_iters >= pc->cg_cap)   /* as LIBLINEAR warns */
+        fprintf(stderr, "warning: CG reached its limit of %zu steps (the step may be poor)\n",
+                pc->cg_cap);
     return 0;
 }
 
@@ -301,6 +305,10 @@ static int cmd_train(int argc, char **argv)
     if (!quiet) {
         prm.progress = on_progress;
         prm.progress_ctx = &pc;
+        if (prm.globalization == AD_TRUST_REGION) {
+            size_t nw = d.n + (prm.bias >= 0 ? 1 : 0);
+            pc.cg_cap = nw > 5 ? nw : 5;
+        }
         /* name the class in the progress lines only for one-vs-rest */
         size_t distinct = 0;
         double first = d.y[0], second = first;
