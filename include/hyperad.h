@@ -126,6 +126,18 @@ AD_API size_t ad_tape_memory(const ad_tape *t);
  * with the sticky error AD_ELIMIT.  Errors: AD_EINVAL (NULL or 0). */
 AD_API ad_status ad_tape_set_max_ops(ad_tape *t, size_t max_ops);
 
+/* Makes room in t for a recording of `nodes` ops (inputs and constants
+ * included) whose vector ops (ad_sum, ad_dot, ad_dotv, ad_matvec, ad_spmv)
+ * take `vec_args` arguments in all, so the next recording does not grow its
+ * storage step by step: when the size is known, this lowers the peak memory
+ * (no ×1.5 growth copies) and the first recording's time.  Call it between
+ * recordings (the current recording stays usable); room the recording does
+ * not use costs address space, not memory.  A recording shared with other
+ * handles (ad_tape_share) is left alone.  Errors: AD_EINVAL (NULL),
+ * AD_ESTATE (t is being recorded), AD_ELIMIT (nodes above
+ * ad_tape_set_max_ops), AD_ENOMEM (what could be had is kept). */
+AD_API ad_status ad_tape_reserve(ad_tape *t, size_t nodes, size_t vec_args);
+
 /* Switches the tape optimizer for the next recordings of t (default on,
  * or off when the environment variable HYPERAD_OPTIMIZE is "0" when the tape
  * is made).  The optimizer runs once per recording, before its first sweep:

@@ -1310,6 +1310,53 @@ static void carried_adjoints_give_the_same_bits(void **state)
     }
 }
 
+/* ad_tape_reserve: a recording of the reserved size regrows none of the
+ * recording's arrays, the recording in place survives the call, and the
+ * results are those of an unreserved tape. */
+static ad_var reserve_fn(const ad_var *x, size_t n, void *ctx)
+{
+    (void)ctx;
+    ad_var s[64];
+    for (size_t i = 0; i < n; i++)
+        s[i] = ad_mulc(ad_sin(ad_addc(x[i], 0.5)), 2.0);   /* 3 ops and 2 constants a term */
+    const double c[64] = {1.0, -1.0, 0.5, 2.0, 3.0, -0.25, 1.5, 0.75};
+    return ad_add(ad_sum(n, s), ad_dot(n, x, c));
+}
+
+static void reserved_recording_grows_nothing(void **state)
+{
+    (void)state;
+    enum { N = 8 };
+    const double x[N] = {0.1, -0.4, 0.9, 1.3, -1.1, 0.2, 0.6, -0.8};
+    ad_tape *t = ad_tape_new(), *u = ad_tape_new();
+    assert_ok(ad_tape_set_optimize(t, 0));
+    assert_ok(ad_tape_set_optimize(u, 0));
+    assert_ok(ad_record(u, reserve_fn, N, x, NULL));   /* the unreserved twin */
+    double fu, gu[N], f, g[N];
+    assert_ok(ad_gradient(u, x, &fu, gu));
+    /* nodes: N inputs, 3N term ops, sum, dot, add; vector arguments: 2N */
+    assert_ok(ad_tape_reserve(t, 4 * N + 3, 2 * N));
+    size_t cap = t->rec->cap, capval = t->capval, capext = t->rec->capext, capcst = t->rec->capcst;
+    assert_true(cap >= 4 * N + 3 && capval >= 4 * N + 3);
+    assert_ok(ad_record(t, reserve_fn, N, x, NULL));
+    assert_int_equal(ad_tape_nops(t), 4 * N + 3);
+    /* the node storage, the value array, the argument lists and the pool
+     * were not regrown */
+    assert_int_equal(t->rec->cap, cap);
+    assert_int_equal(t->capval, capval);
+    assert_int_equal(t->rec->capext, capext);
+    assert_int_equal(t->rec->capcst, capcst);
+    assert_ok(ad_gradient(t, x, &f, g));
+    assert_true(f == fu);
+    assert_memory_equal(g, gu, sizeof g);
+    /* reserving more keeps the recording usable */
+    assert_ok(ad_tape_reserve(t, 1000, 100));
+    assert_ok(ad_gradient(t, x, &f, g));
+    assert_memory_equal(g, gu, sizeof g);
+    ad_tape_free(t);
+    ad_tape_free(u);
+}
+
 /* Sums and dots whose arguments are consecutive nodes are stored as their
  * first node at recording (VEC_CONTIG); lists that break the run after a
  * few consecutive nodes, or start consecutive and end elsewhere, are not. */
@@ -1952,6 +1999,7 @@ int main(void)
         cmocka_unit_test(statement_groups_match_closed_form),
         cmocka_unit_test(squared_residuals_fuse_exactly),
         cmocka_unit_test(contiguous_vector_args_at_recording),
+        cmocka_unit_test(reserved_recording_grows_nothing),
         cmocka_unit_test(carried_adjoints_give_the_same_bits),
         cmocka_unit_test(repeated_and_scattered_vector_args),
         cmocka_unit_test(inputs_outputs_bookkeeping),

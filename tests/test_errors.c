@@ -119,6 +119,34 @@ static void null_arguments_to_recording_return_einval(void **state)
     ad_tape_free(t);
 }
 
+/* ad_tape_reserve: bad calls are refused with a status and a message, and
+ * leave the tape as it was. */
+static void reserve_misuse_is_reported(void **state)
+{
+    (void)state;
+    double x[2] = {1, 2};
+    ad_tape *t = ad_tape_new();
+    assert_status(ad_tape_reserve(NULL, 10, 0), AD_EINVAL);
+    assert_ok(ad_tape_set_max_ops(t, 100));
+    assert_status(ad_tape_reserve(t, 101, 0), AD_ELIMIT);
+    assert_non_null(strstr(ad_tape_errmsg(t), "ad_tape_reserve"));
+    assert_ok(ad_tape_reserve(t, 100, 10));
+    assert_ok(ad_record_begin(t));
+    ad_var a = ad_input(1.0);
+    assert_status(ad_tape_reserve(t, 50, 0), AD_ESTATE);
+    ad_output(ad_sqr(a));
+    assert_ok(ad_record_end(t));
+    /* a recording shared with another handle is left alone */
+    assert_ok(ad_record(t, good_fn, 2, x, NULL));
+    ad_tape *s = ad_tape_share(t);
+    assert_non_null(s);
+    assert_ok(ad_tape_reserve(t, 100, 0));
+    check_good(t, x);
+    check_good(s, x);
+    ad_tape_free(s);
+    ad_tape_free(t);
+}
+
 /* ===================================================================== */
 /* Ops without a tape, foreign vars                                      */
 /* ===================================================================== */
@@ -1131,6 +1159,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(null_arguments_to_drivers_return_einval),
         cmocka_unit_test(null_arguments_to_recording_return_einval),
+        cmocka_unit_test(reserve_misuse_is_reported),
         cmocka_unit_test(ops_without_active_tape_are_harmless),
         cmocka_unit_test(var_of_another_tape_is_einval),
         cmocka_unit_test(var_of_an_earlier_recording_is_einval),

@@ -70,22 +70,28 @@ COLD static int grow_nodes(ad_tape *t, size_t need, tape_op op)
     return 1;
 }
 
-/* Grows t's storage to hold a recording of `nodes` nodes, `ext` argument
- * entries and `cst` constants without regrowing: for callers that know the
- * size (logistic regression), so the recording makes no ×1.5 growth steps
- * whose copies and freed blocks raise the peak memory.  Best effort: what
- * cannot be had now grows as usual while recording. */
-void tape_reserve(ad_tape *t, size_t nodes, size_t ext, size_t cst)
+ad_status ad_tape_reserve(ad_tape *t, size_t nodes, size_t vec_args)
 {
-    if (!t || t->recording || atomic_load(&t->rec->refs) > 1 || nodes > t->max_ops)
-        return;
+    if (!t)
+        return AD_EINVAL;
+    if (t->recording)
+        return tape_set_error(t, AD_ESTATE, "ad_tape_reserve: the tape is being recorded");
+    if (nodes > t->max_ops)
+        return tape_set_error(t, AD_ELIMIT, "ad_tape_reserve: %zu nodes exceed the limit of %zu",
+                              nodes, t->max_ops);
+    if (atomic_load(&t->rec->refs) > 1)
+        return AD_OK;   /* shared with other handles: never written again */
     tape_rec *r = t->rec;
     size_t c1 = r->cap, c2 = r->cap, c3 = r->cap;
-    (void)(tape_grow((void **)&r->op, &c1, nodes, 1) && tape_grow((void **)&r->a, &c2, nodes, 4)
-           && tape_grow((void **)&r->b, &c3, nodes, 4) && tape_buf(&t->val, &t->capval, nodes));
-    r->cap = c1 < c2 ? (c1 < c3 ? c1 : c3) : (c2 < c3 ? c2 : c3);
-    (void)tape_grow((void **)&r->ext, &r->capext, ext, sizeof(uint32_t));
-    (void)tape_grow((void **)&r->cst, &r->capcst, cst, sizeof(double));
+    /* each op may bring a constant (addc, mulc, …); vector ops a pool entry
+     * per argument (ad_dot) and an index each */
+    size_t cst = nodes + vec_args, ext = vec_args + nodes;
+    int ok = tape_grow((void **)&r->op, &c1, nodes, 1) && tape_grow((void **)&r->a, &c2, nodes, 4)
+             && tape_grow((void **)&r->b, &c3, nodes, 4) && tape_buf(&t->val, &t->capval, nodes)
+             && tape_grow((void **)&r->ext, &r->capext, ext, sizeof(uint32_t))
+             && tape_grow((void **)&r->cst, &r->capcst, cst, sizeof(double));
+    r->cap = c1 < c2 ? (c1 < c3 ? c1 : c3) : (c2 < c3 ? c2 : c3);   /* what did grow stays */
+    return ok ? AD_OK : tape_set_error(t, AD_ENOMEM, "ad_tape_reserve: out of memory");
 }
 
 /* Appends a node; returns its var (invalid when the tape is full). */

@@ -290,7 +290,6 @@ void tape_stmts_reverse_lanes(ad_tape *t);
 
 /* record.c */
 extern _Thread_local ad_tape *tape_active;
-void tape_reserve(ad_tape *t, size_t nodes, size_t ext, size_t cst);
 ad_status tape_rerecord(ad_tape *t, const double *x);
 
 /* sweep.c: the sweeps.  Buffers must be sized by the caller (drivers.c). */
