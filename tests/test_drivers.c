@@ -1259,7 +1259,7 @@ static ad_var carry_fn(const ad_var *x, size_t n, void *ctx)
     ad_var acc[8];
     for (size_t i = 0; i < n; i++) {
         ad_var z = x[i];
-        for (int k = 0; k < 30; k++)   /* z used three times a step */
+        for (int k = 0; k < 8; k++)   /* z used three times a step; depth < 64: no schedule */
             z = ad_add(ad_mul(ad_sin(z), ad_exp(ad_neg(ad_sqr(z)))), ad_tanh(z));
         acc[i] = ad_div(ad_sqr(ad_addc(z, 1.5)), ad_addc(ad_sqr(x[(i + 1) % n]), 1.0));
     }
@@ -1355,6 +1355,87 @@ static void reserved_recording_grows_nothing(void **state)
     assert_memory_equal(g, gu, sizeof g);
     ad_tape_free(t);
     ad_tape_free(u);
+}
+
+/* The optimizer emits a deep tape level by level (independent chains side
+ * by side); any such order is topological, so values and derivatives are
+ * those of the raw tape, bit for bit.  A shallow tape keeps its order. */
+static ad_var deep_fn(const ad_var *x, size_t n, void *ctx)
+{
+    (void)ctx;
+    ad_var acc[8];
+    for (size_t i = 0; i < n; i++) {
+        ad_var z = x[i];
+        for (int k = 0; k < 40; k++)   /* depth about 200 */
+            z = ad_add(ad_mul(ad_sin(z), ad_exp(ad_neg(ad_sqr(z)))), ad_tanh(z));
+        acc[i] = z;
+    }
+    return ad_sum(n, acc);
+}
+
+/* Longest path from an input to each node, on a tape of scalar ops and
+ * sums (what deep_fn records). */
+static int depth_nondecreasing(const tape_rec *r)
+{
+    uint32_t *d = calloc(r->n + 1, sizeof *d), prev = 0;
+    int ok = d != NULL;
+    for (size_t i = 0; ok && i < r->n; i++) {
+        tape_op o = (tape_op)r->op[i];
+        uint32_t di = 0;
+        if (o == OP_SUM || o == OP_DOT) {
+            vec_args g = vec_view(r, o == OP_DOT, r->a[i], r->b[i]);
+            for (uint32_t k = 0; k < g.n; k++)
+                if (d[vec_arg(&g, k)] + 1 > di) di = d[vec_arg(&g, k)] + 1;
+        } else if (o > OP_CONST && o < OP_ADD) {
+            di = d[r->a[i]] + 1;
+        } else if (o >= OP_ADD && o < OP_SUM) {
+            di = (d[r->a[i]] > d[r->b[i]] ? d[r->a[i]] : d[r->b[i]]) + 1;
+        }
+        d[i] = di;
+        ok = di >= prev;
+        prev = di;
+    }
+    free(d);
+    return ok;
+}
+
+static ad_var group_fn(const ad_var *x, size_t n, void *ctx);   /* Rosenbrock-like, below */
+
+static void deep_tapes_are_scheduled_by_level(void **state)
+{
+    (void)state;
+    enum { N = 5 };
+    const double x[N] = {0.3, -0.8, 1.1, 0.05, -1.4};
+    double v[N] = {0.5, -1.0, 0.25, 2.0, -0.75};
+    double fo, fr, go[N], gr[N], ho[N], hr[N];
+    ad_tape *opt = ad_tape_new(), *raw = ad_tape_new();
+    assert_ok(ad_tape_set_optimize(opt, 1));
+    assert_ok(ad_tape_set_optimize(raw, 0));
+    assert_ok(ad_tape_set_preaccumulate(opt, 0));
+    assert_ok(ad_tape_set_preaccumulate(raw, 0));
+    assert_ok(ad_record(opt, deep_fn, N, x, NULL));
+    assert_ok(ad_record(raw, deep_fn, N, x, NULL));
+    assert_ok(ad_gradient(opt, x, &fo, go));
+    assert_ok(ad_gradient(raw, x, &fr, gr));
+    assert_true(opt->rec->optimized);
+    assert_true(depth_nondecreasing(opt->rec));
+    assert_false(depth_nondecreasing(raw->rec));   /* recorded chain by chain */
+    assert_true(fo == fr);
+    assert_memory_equal(go, gr, sizeof go);
+    assert_ok(ad_hvp(opt, x, v, ho));
+    assert_ok(ad_hvp(raw, x, v, hr));
+    assert_memory_equal(ho, hr, sizeof ho);
+    ad_tape_free(opt);
+    ad_tape_free(raw);
+    /* Rosenbrock-like sums of short terms keep the recorded order */
+    ad_tape *t = ad_tape_new();
+    const double y[8] = {0.5, 1.5, 0.7, 2.0, 0.9, 1.2, 0.4, 0.8};
+    assert_ok(ad_tape_set_optimize(t, 1));
+    assert_ok(ad_record(t, group_fn, 8, y, NULL));
+    double f, g[8];
+    assert_ok(ad_gradient(t, y, &f, g));
+    assert_false(depth_nondecreasing(t->rec));
+    ad_tape_free(t);
 }
 
 /* Sums and dots whose arguments are consecutive nodes are stored as their
@@ -2001,6 +2082,7 @@ int main(void)
         cmocka_unit_test(contiguous_vector_args_at_recording),
         cmocka_unit_test(reserved_recording_grows_nothing),
         cmocka_unit_test(carried_adjoints_give_the_same_bits),
+        cmocka_unit_test(deep_tapes_are_scheduled_by_level),
         cmocka_unit_test(repeated_and_scattered_vector_args),
         cmocka_unit_test(inputs_outputs_bookkeeping),
         cmocka_unit_test(comparison_on_dead_nodes_still_detects_flip),

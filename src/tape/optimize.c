@@ -9,6 +9,7 @@
  *     mulc, csub, sum, dot) becomes one sum or dot node over its leaves,
  *     constants folded into one constant leaf.  The logistic loss written
  *     op by op (≈ 2·10⁶ nodes) becomes ≈ 4·10⁴, and its sweeps dot products.
+ *  5. Deep tapes are emitted level by level (schedule below).
  *  4. Squared residuals fuse: sqr(sub(a, b)) → sqdiff(a, b); sqr(addc(a, c))
  *     → sqaddc(a, c); sqr(csub(c, a)) → sqaddc(a, −c); sqr(neg(a)) → sqr(a)
  *     (the inner node single-use, its arguments not collapsed).  Same bits
@@ -369,6 +370,93 @@ static size_t copy_list(opt_state *s, const uint32_t *src, size_t k)
     return off;
 }
 
+/* 5. The emission order.  A tape whose longest dependency path is long
+ * (a chain of ops, each waiting on the one before, as in a time-stepping
+ * loop or a deep recurrence run from many starting points) sweeps at the
+ * latency of one op per node, whatever the CPU could overlap.  Emitting
+ * nodes by depth (the longest path from an input; stable within a depth)
+ * puts independent chains side by side: a level's nodes do not depend on
+ * each other, so the CPU overlaps them, and they repeat one op, which the
+ * branch predictor likes.  Any depth order is topological, so nothing else
+ * changes.  Shallow tapes (sums of short expressions: Rosenbrock has depth
+ * 3) keep the recorded order, which keeps a sum's terms next to each other.
+ * Returns the order (NULL: the recorded one; or out of memory). */
+enum { SCHED_MIN_DEPTH = 64 };
+
+static uint32_t *schedule(const tape_rec *r, const uint8_t *fl)
+{
+    size_t n = r->n;
+    uint32_t *depth = tape_alloc((n + 1) * sizeof *depth, 0), maxd = 0;
+    if (!depth)
+        return NULL;
+    /* Depth of the tape the optimizer emits: a node collapsed or fused into
+     * its user adds no level (the linear chain f = f + term of a recorded
+     * sum is one dot node once emitted, not 10⁶ levels). */
+#define DEP(j) do { if (depth[j] + inc > d) d = depth[j] + inc; } while (0)
+    for (size_t i = 0; i < n; i++) {
+        uint32_t a = r->a[i], b = r->b[i], d = 0;
+        uint32_t inc = (fl[i] & (F_ABSORB | F_FUSED)) ? 0 : 1;
+        switch ((tape_op)r->op[i]) {
+        case OP_INPUT: case OP_CONST: case OP_COUNT:
+            break;
+        case OP_VOUT:
+            d = depth[a];   /* an output of the matrix node a, emitted with it */
+            break;
+#define SD_U(N, n_, K, C) case OP_##N:
+        TAPE_UNARY_OPS(SD_U)
+#undef SD_U
+            DEP(a);
+            break;
+#define SD_B(N, n_, C) case OP_##N:
+        TAPE_BINARY_OPS(SD_B)
+#undef SD_B
+            DEP(a);
+            DEP(b);
+            break;
+        case OP_SUM:
+        case OP_DOT: {
+            vec_args g = vec_view(r, r->op[i] == OP_DOT, a, b);
+            for (uint32_t k = 0; k < g.n; k++) DEP(vec_arg(&g, k));
+            break;
+        }
+        case OP_DOTV:
+            for (size_t k = 0; k < 2 * (size_t)b; k++) DEP(r->ext[a + k]);
+            break;
+        case OP_MATVEC:
+        case OP_SPMV: {
+            const tape_mat *m = &r->mat[a];
+            for (size_t k = 0; k < m->n; k++) DEP(r->ext[m->xoff + k]);
+            break;
+        }
+        }
+#undef DEP
+        depth[i] = d;
+        if (d > maxd)
+            maxd = d;
+    }
+    if (maxd < SCHED_MIN_DEPTH) {
+        free(depth);
+        return NULL;
+    }
+    /* counting sort by depth, stable */
+    size_t *start = calloc((size_t)maxd + 2, sizeof *start);
+    uint32_t *order = start ? tape_alloc((n + 1) * sizeof *order, 0) : NULL;
+    if (!order) {
+        free(start);
+        free(depth);
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++)
+        start[depth[i] + 1]++;
+    for (uint32_t d = 0; d <= maxd; d++)
+        start[d + 1] += start[d];
+    for (size_t i = 0; i < n; i++)
+        order[start[depth[i]]++] = (uint32_t)i;
+    free(start);
+    free(depth);
+    return order;
+}
+
 /* sqr of the swallowed node u (see mark): one fused node. */
 static uint32_t emit_fused(opt_state *s, uint32_t u)
 {
@@ -404,7 +492,9 @@ tape_rec *tape_optimize(const tape_rec *raw_const, void *scratch, size_t scratch
     /* The new pool holds only what emitted ops use (constants a collapse
      * folded away, e.g. every mulc of the logistic loss, stay behind). */
 
-    for (size_t i = 0; i < n && !s.oom; i++) {
+    uint32_t *order = schedule(r, fl);
+    for (size_t q = 0; q < n && !s.oom; q++) {
+        size_t i = order ? order[q] : q;
         if (!(fl[i] & F_LIVE) || (fl[i] & (F_ABSORB | F_FUSED)))
             continue;
         tape_op op = (tape_op)r->op[i];
@@ -471,6 +561,7 @@ tape_rec *tape_optimize(const tape_rec *raw_const, void *scratch, size_t scratch
         }
         }
     }
+    free(order);
     if (s.oom)
         goto fail;
     if (!tape_grow((void **)&o->in, &o->capin, r->nin + 1, sizeof(uint32_t))
