@@ -305,6 +305,13 @@ static uint32_t collapse(opt_state *s, uint32_t j)
     }
     if (s->nt == 1 && s->tc[0] == 1.0)
         return s->tn[0];      /* the tree was the identity on one leaf */
+    /* a + b and a − b: a binary node sweeps faster than a sum of two */
+    if (s->nt == 2 && s->tc[0] == 1.0 && s->tc[1] == 1.0)
+        return emit(s, OP_ADD, s->tn[0], s->tn[1]);
+    if (s->nt == 2 && s->tc[0] == 1.0 && s->tc[1] == -1.0)
+        return emit(s, OP_SUB, s->tn[0], s->tn[1]);
+    if (s->nt == 2 && s->tc[0] == -1.0 && s->tc[1] == 1.0)
+        return emit(s, OP_SUB, s->tn[1], s->tn[0]);
     int unit = 1;
     for (size_t k = 0; k < s->nt; k++)
         unit &= s->tc[k] == 1.0;
