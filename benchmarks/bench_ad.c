@@ -727,8 +727,7 @@ static ad_status hy_record_at(hy_ctx *h, const double *x)
         (void)ad_record_end(h->t);
         return AD_ENOMEM;
     }
-    for (size_t i = 0; i < p->n; i++)
-        xv[i] = ad_input(x[i]);
+    ad_inputs(p->n, x, xv);   /* as ad_record does */
     ad_var y = ad_const(0.0);
     switch (p->fn) {
     case BENCH_ROSEN: y = hy_rosen(xv, p->n); break;

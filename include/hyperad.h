@@ -56,11 +56,16 @@ AD_API const char *ad_strerror(ad_status s);
  * the sweep buffers of this handle. */
 typedef struct ad_tape ad_tape;
 
-/* A handle on a node of the active tape: an index plus the id of the
- * recording it belongs to.  A small value: copy it freely.  A var of another
- * tape, of an earlier recording or made without an active tape is detected
- * and reported (AD_EINVAL / AD_ESTATE), never dereferenced. */
+/* A handle on a node of the active tape: its value at the recording point,
+ * its index and the id of the recording it belongs to.  A small value (16
+ * bytes): copy it freely, but leave its fields to the library (read the value
+ * with ad_value).  The value rides along so that an op reads its arguments
+ * from registers, not back from the tape the previous op just wrote (that
+ * store-to-load wait was a sixth of Rosenbrock's recording time).  A var of
+ * another tape, of an earlier recording or made without an active tape is
+ * detected and reported (AD_EINVAL / AD_ESTATE), never dereferenced. */
 typedef struct ad_var {
+    double val;
     uint32_t idx;
     uint32_t rec;
 } ad_var;
@@ -91,6 +96,15 @@ AD_API ad_status ad_record_begin(ad_tape *t);
 /* The next independent variable, with value x at the recording point.
  * Inputs are numbered in the order of the calls. */
 AD_API ad_var ad_input(double x);
+
+/* n inputs at once: v[j] is the input with value x[j], numbered after any
+ * earlier ones, exactly as n calls of ad_input would make them; a few array
+ * fills instead of n calls (ad_record uses it).  v is written in full: the
+ * inputs, or invalid vars when the op fails.  Errors (sticky, reported by
+ * ad_record_end): x or v NULL, or a non-finite x[j]: AD_EINVAL naming j;
+ * more than 2^32 inputs or the node limit: AD_ELIMIT; AD_ENOMEM.  Without
+ * an active tape v gets invalid vars.  Cost O(n). */
+AD_API void ad_inputs(size_t n, const double *x, ad_var *v);
 
 /* Marks y as the scalar dependent variable (the last call wins). */
 AD_API void ad_output(ad_var y);

@@ -147,6 +147,42 @@ static void reserve_misuse_is_reported(void **state)
     ad_tape_free(t);
 }
 
+/* ad_inputs: a NULL array, a non-finite entry (named) or the node limit
+ * fail the recording; every var written is invalid; without a tape, too. */
+static void bulk_inputs_misuse_is_reported(void **state)
+{
+    (void)state;
+    const double x[4] = {1.0, 2.0, NAN, 4.0};
+    ad_var v[4];
+    ad_inputs(2, x, v);   /* no active tape */
+    assert_int_equal(v[0].rec, 0);
+    assert_int_equal(v[1].rec, 0);
+    ad_tape *t = ad_tape_new();
+    assert_ok(ad_record_begin(t));
+    ad_inputs(0, NULL, NULL);   /* nothing to do */
+    ad_inputs(2, NULL, v);
+    assert_int_equal(v[0].rec, 0);
+    ad_output(ad_input(1.0));
+    assert_status(ad_record_end(t), AD_EINVAL);
+    assert_non_null(strstr(ad_tape_errmsg(t), "NULL"));
+    assert_ok(ad_record_begin(t));
+    ad_inputs(4, x, v);
+    for (int j = 0; j < 4; j++)
+        assert_int_equal(v[j].rec, 0);
+    ad_output(ad_input(1.0));
+    assert_status(ad_record_end(t), AD_EINVAL);
+    assert_non_null(strstr(ad_tape_errmsg(t), "x[2]"));
+    assert_ok(ad_tape_set_max_ops(t, 3));
+    assert_ok(ad_record_begin(t));
+    ad_inputs(2, x, v);
+    assert_int_not_equal(v[1].rec, 0);
+    ad_inputs(2, x, v);   /* 4 nodes > 3 */
+    assert_int_equal(v[0].rec, 0);
+    ad_output(ad_input(1.0));
+    assert_status(ad_record_end(t), AD_ELIMIT);
+    ad_tape_free(t);
+}
+
 /* ===================================================================== */
 /* Ops without a tape, foreign vars                                      */
 /* ===================================================================== */
@@ -214,7 +250,7 @@ static void foreign_var_in_output_or_comparison_is_einval(void **state)
         assert_ok(ad_record_end(tmp));
         ad_tape_free(tmp);
     }
-    ad_var forged = {12345, 0};
+    ad_var forged = {.val = 1.0, .idx = 12345, .rec = 0};
     /* output: forged, foreign, foreign then a good one (the error stays) */
     assert_ok(ad_record_begin(t));
     (void)ad_input(1.0);
@@ -268,11 +304,11 @@ static void forged_var_is_rejected(void **state)
     ad_tape *t = ad_tape_new();
     assert_ok(ad_record_begin(t));
     ad_var a = ad_input(1.0);
-    ad_var bad = {a.idx + 1000000u, a.rec};
+    ad_var bad = {.val = a.val, .idx = a.idx + 1000000u, .rec = a.rec};
     ad_output(ad_add(a, bad));
     ad_status s = ad_record_end(t);
     assert_true(s == AD_EINVAL || s == AD_ESTATE);
-    ad_var bad2 = {a.idx, a.rec ^ 0x5a5a5a5au};
+    ad_var bad2 = {.val = a.val, .idx = a.idx, .rec = a.rec ^ 0x5a5a5a5au};
     assert_ok(ad_record_begin(t));
     a = ad_input(1.0);
     bad2.idx = a.idx;
@@ -811,7 +847,7 @@ static void rerecord_at_a_domain_error_point_recovers(void **state)
  * starting another recording. */
 static ad_var tu_invalid_var(void)
 {
-    ad_var v = {UINT32_MAX, UINT32_MAX};
+    ad_var v = {.val = 0.0, .idx = UINT32_MAX, .rec = UINT32_MAX};
     return v;
 }
 
@@ -857,7 +893,7 @@ static void null_arrays_to_vector_ops_are_einval(void **state)
     const double A[6] = {1, 2, 3, 4, 5, 6}, c[3] = {1, 2, 3};
     for (int k = 0; k < 6; k++) {
         assert_ok(ad_record_begin(t));
-        ad_var x[3], y[2] = {{0, 0}, {0, 0}};
+        ad_var x[3], y[2] = {{0, 0, 0}, {0, 0, 0}};
         for (int i = 0; i < 3; i++) x[i] = ad_input(1.0 + i);
         ad_var out = x[0];
         switch (k) {
@@ -1160,6 +1196,7 @@ int main(void)
         cmocka_unit_test(null_arguments_to_drivers_return_einval),
         cmocka_unit_test(null_arguments_to_recording_return_einval),
         cmocka_unit_test(reserve_misuse_is_reported),
+        cmocka_unit_test(bulk_inputs_misuse_is_reported),
         cmocka_unit_test(ops_without_active_tape_are_harmless),
         cmocka_unit_test(var_of_another_tape_is_einval),
         cmocka_unit_test(var_of_an_earlier_recording_is_einval),

@@ -35,9 +35,22 @@ static int all_finite(const double *x, size_t n)
 /* The cached partials, when they belong to the current values. */
 #define DC(t) ((t)->dc_ok ? (const double *)(t)->dc : NULL)
 
+/* Whether x is the cached point, bit for bit.  Right after a recording the
+ * point is the recorded inputs' values (xc_lazy): compared in val, where
+ * they are, instead of copied at ad_record_end. */
 static int at_cache(const ad_tape *t, const double *x)
 {
-    return t->val_ok && memcmp(x, t->xc, t->rec->nin * sizeof *x) == 0;
+    const tape_rec *r = t->rec;
+    if (!t->val_ok)
+        return 0;
+    if (!t->xc_lazy)
+        return memcmp(x, t->xc, r->nin * sizeof *x) == 0;
+    if (r->in_contig)
+        return memcmp(x, t->val + r->in[0], r->nin * sizeof *x) == 0;
+    for (size_t j = 0; j < r->nin; j++)
+        if (memcmp(&x[j], &t->val[r->in[j]], sizeof *x) != 0)
+            return 0;
+    return 1;
 }
 
 /* Checks t and x; the tape must hold a complete recording. */
@@ -111,6 +124,7 @@ static ad_status settle(ad_tape *t, const double *x, int *rerecorded)
             sweep_value_only(t->rec, t->val, x, t->scr, NULL, 0, t->rec->end);
     }
     memcpy(t->xc, x, t->rec->nin * sizeof *x);
+    t->xc_lazy = 0;
     t->val_ok = 1;
     t->adj_ok = 0;
     t->epoch++;

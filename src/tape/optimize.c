@@ -584,7 +584,7 @@ tape_rec *tape_optimize(const tape_rec *raw_const, void *scratch, size_t scratch
     o->has_out = 1;
     o->complete = 1;
     o->optimized = 1;
-    tape_rec_finish(o);
+    tape_rec_finish(o, 0);
     o->max_scratch = r->max_scratch;
     if (own) {
         free(fl);

@@ -7,6 +7,7 @@
  * first is kept, later ops return an invalid var and append nothing.
  */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,7 +17,15 @@
 /* initial-exec: one TLS load per op instead of a __tls_get_addr call. */
 __attribute__((tls_model("initial-exec"))) _Thread_local ad_tape *tape_active;
 
-static const ad_var BAD = {0, 0};
+static const ad_var BAD = {NAN, 0, 0};
+
+/* A var's handle as one word, rec in the high half: one compare checks both
+ * parts (ARG_OK), and a new var's is base + index. */
+static inline uint64_t var_bits(ad_var v) { return (uint64_t)v.rec << 32 | v.idx; }
+static inline ad_var bits_var(double y, uint64_t u)
+{
+    return (ad_var){y, (uint32_t)u, (uint32_t)(u >> 32)};
+}
 
 /* ---- errors ----------------------------------------------------------- */
 
@@ -108,7 +117,7 @@ static inline ad_var push(ad_tape *t, tape_op op, uint32_t a, uint32_t b, double
     r->n = i + 1;
     if (__builtin_expect(!isfinite(v), 0))
         domain(t, op, i, v);
-    return (ad_var){(uint32_t)i, r->id};
+    return (ad_var){v, (uint32_t)i, r->id};
 }
 
 static int push_const(ad_tape *t, double c, uint32_t *k, tape_op op)
@@ -229,10 +238,55 @@ ad_var ad_input(double x)
             r->n = i + 1;
             r->in[j] = (uint32_t)i;
             r->nin = j + 1;
-            return (ad_var){(uint32_t)i, r->id};
+            return (ad_var){x, (uint32_t)i, r->id};
         }
     }
     return slow_input(x);
+}
+
+void ad_inputs(size_t n, const double *x, ad_var *v)
+{
+    ad_tape *t = active();
+    if (v)
+        for (size_t j = 0; j < n; j++)
+            v[j] = BAD;
+    if (!t || n == 0)
+        return;
+    if (!x || !v) {
+        fail(t, AD_EINVAL, "inputs", "NULL array");
+        return;
+    }
+    for (size_t j = 0; j < n; j++)
+        if (!isfinite(x[j])) {
+            char why[64];
+            snprintf(why, sizeof why, "x[%zu] is not finite", j);
+            fail(t, AD_EINVAL, "inputs", why);
+            return;
+        }
+    tape_rec *r = t->rec;
+    size_t i0 = r->n, j0 = r->nin;
+    if (n > UINT32_MAX - j0) {
+        fail(t, AD_ELIMIT, "inputs", "more than 2^32 inputs");
+        return;
+    }
+    if ((i0 + n > t->lim && !grow_nodes(t, i0 + n, OP_INPUT))
+        || !tape_grow((void **)&r->in, &r->capin, j0 + n, sizeof(uint32_t))) {
+        if (!t->err)
+            fail(t, AD_ENOMEM, "inputs", "out of memory");
+        return;
+    }
+    /* The nodes ad_input would make one by one, as a few array fills. */
+    uint64_t base = (uint64_t)r->id << 32 | i0;
+    memset(r->op + i0, OP_INPUT, n);
+    memset(r->b + i0, 0, n * sizeof *r->b);
+    memcpy(t->val + i0, x, n * sizeof *x);
+    for (size_t j = 0; j < n; j++) {
+        r->a[i0 + j] = (uint32_t)(j0 + j);
+        r->in[j0 + j] = (uint32_t)(i0 + j);
+        v[j] = bits_var(x[j], base + j);
+    }
+    r->n = i0 + n;
+    r->nin = j0 + n;
 }
 
 void ad_output(ad_var y)
@@ -265,9 +319,8 @@ ad_status ad_record_end(ad_tape *t)
         return t->err;
     }
     r->complete = 1;
-    tape_rec_finish(r);
-    for (size_t j = 0; j < r->nin; j++)
-        t->xc[j] = t->val[r->in[j]];
+    tape_rec_finish(r, 1);   /* nodes are appended in call order */
+    t->xc_lazy = 1;   /* the cached point is the inputs' values: no copy */
     /* The recording point is the cached point, unless a value there was not
      * finite: then the first driver call at it recomputes and reports. */
     t->val_ok = !t->dom;
@@ -301,8 +354,7 @@ ad_status ad_record(ad_tape *t, ad_fn f, size_t n, const double *x, void *ctx)
     }
     t->fn = f;
     t->fn_ctx = ctx;
-    for (size_t i = 0; i < n; i++)
-        xs[i] = ad_input(x[i]);
+    ad_inputs(n, x, xs);
     ad_var y = f(xs, n, ctx);
     ad_output(y);
     free(xs);
@@ -354,20 +406,28 @@ ad_var ad_const(double c)
     if (__builtin_expect(t != NULL, 1)) {                               \
         tape_rec *r = t->rec;                                           \
         size_t i = r->n;                                                \
-        if (__builtin_expect(i < t->lim && (cond), 1)) {   /* lim: 0 after an error */
+        uint64_t base = (uint64_t)r->id << 32;                          \
+        if (__builtin_expect(i < t->lim && (cond), 1)) {   /* lim: 0 after an error */ \
+            double *val = t->val;                                       \
+            uint8_t *opp = r->op;                                       \
+            uint32_t *ap = r->a, *bp = r->b;
+/* The stores come last, the byte one after the rest: a char store may
+ * alias anything, so nothing is loaded after it. */
 #define FAST_END(N, xa, xb, y, ON_OK)                                   \
             if (__builtin_expect(isfinite(y), 1)) {                     \
                 ON_OK                                                   \
-                r->op[i] = (uint8_t)OP_##N;                             \
-                r->a[i] = (xa);                                         \
-                r->b[i] = (xb);                                         \
-                t->val[i] = (y);                                        \
+                val[i] = (y);                                           \
+                ap[i] = (xa);                                           \
+                bp[i] = (xb);                                           \
                 r->n = i + 1;                                           \
-                return (ad_var){(uint32_t)i, r->id};                    \
+                opp[i] = (uint8_t)OP_##N;                               \
+                return bits_var(y, base + i);                              \
             }                                                           \
         }                                                               \
     }
-#define ARG_OK(v) ((v).rec == r->id && (v).idx < i)
+/* A var of this recording made before node i: with v as one word (rec in
+ * the high half), v - base < i exactly when v.rec == id and v.idx < i. */
+#define ARG_OK(v) (var_bits(v) - base < i)
 
 /* Unary ops without a constant: generated from the op table. */
 #define GEN_NOC(N, n)                                                   \
@@ -387,7 +447,7 @@ ad_var ad_const(double c)
     ad_var ad_##n(ad_var x)                                             \
     {                                                                   \
         FAST_BEGIN(ARG_OK(x))                                           \
-            double y = dual_##n##_f(t->val[x.idx], 0.0);                \
+            double y = dual_##n##_f(x.val, 0.0);                \
             uint32_t slot = TAPE_CACHED(N) ? (uint32_t)r->ndc : 0u;     \
         FAST_END(N, x.idx, slot, y, if (TAPE_CACHED(N)) r->ndc = slot + 1u;) \
         return slow_##n(x);                                             \
@@ -409,7 +469,7 @@ TAPE_UNARY_OPS(X_GEN1)
     ad_var ad_##n(ad_var x, ad_var y)                                   \
     {                                                                   \
         FAST_BEGIN(ARG_OK(x) && ARG_OK(y))                              \
-            double v = dual_##n##_f(t->val[x.idx], t->val[y.idx]);      \
+            double v = dual_##n##_f(x.val, y.val);      \
         FAST_END(N, x.idx, y.idx, v, (void)0;)                          \
         return slow_##n(x, y);                                          \
     }
@@ -430,7 +490,7 @@ TAPE_BINARY_USER_OPS(X_GEN2)
     {                                                                   \
         FAST_BEGIN(ARG_OK(x) && r->ncst < r->capcst                     \
                    && r->ncst < UINT32_MAX && isfinite(c))              \
-            double y = dual_##n##_f(t->val[x.idx], c);                  \
+            double y = dual_##n##_f(x.val, c);                  \
             uint32_t k = (uint32_t)r->ncst;                             \
         FAST_END(N, x.idx, k, y, r->cst[k] = c; r->ncst = k + 1u;)      \
         return slow_##n(x, c);                                          \
@@ -682,6 +742,8 @@ static void rec_matrix(size_t m, size_t n, const double *A, const ad_csr *S,
         y[i] = v;
     }
     sweep_value_only(r, t->val, NULL, t->scr, NULL, h, h + 1);
+    for (size_t i = 0; i < m; i++)
+        y[i].val = t->val[h + 1 + i];   /* pushed before the product was known */
     for (size_t i = 0; i < m; i++)
         if (!isfinite(t->val[h + 1 + i]))
             domain(t, op, h + 1 + i, t->val[h + 1 + i]);

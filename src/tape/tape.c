@@ -148,12 +148,26 @@ int tape_dots(ad_tape *t, size_t need)
 
 /* Sets the sweep range once a recording is complete: the output, every
  * input and every compared node. */
-void tape_rec_finish(tape_rec *r)
+void tape_rec_finish(tape_rec *r, int in_order)
 {
     size_t end = (size_t)r->out + 1;
-    for (size_t j = 0; j < r->nin; j++)
-        if ((size_t)r->in[j] + 1 > end)
-            end = (size_t)r->in[j] + 1;
+    uint32_t in0 = r->nin ? r->in[0] : 0, hi = 0, gap = 0;
+    if (in_order && r->nin) {
+        /* in[] increases: its last entry is the highest, and it is
+         * consecutive exactly when it spans nin nodes.  No pass over it. */
+        hi = r->in[r->nin - 1];
+        gap = hi - in0 != (uint32_t)(r->nin - 1);
+    } else {
+        /* One branch-free pass: the last input node, and whether the
+         * inputs are consecutive nodes. */
+        for (size_t j = 0; j < r->nin; j++) {
+            uint32_t v = r->in[j];
+            gap |= v ^ (in0 + (uint32_t)j);
+            hi = v > hi ? v : hi;
+        }
+    }
+    if (r->nin && (size_t)hi + 1 > end)
+        end = (size_t)hi + 1;
     /* Compared nodes may come after the output: replays must value them. */
     for (size_t k = 0; k < r->ncmp; k++) {
         size_t m = (r->cmp[k].a > r->cmp[k].b ? r->cmp[k].a : r->cmp[k].b) + (size_t)1;
@@ -169,12 +183,16 @@ void tape_rec_finish(tape_rec *r)
             end = m;
     }
     r->end = end;
-    r->in_contig = r->nin > 0;
-    for (size_t j = 1; j < r->nin && r->in_contig; j++)
-        r->in_contig = r->in[j] == r->in[0] + j;
+    r->in_contig = r->nin > 0 && gap == 0;
+    /* Leading inputs: nodes 0, 1, … holding inputs 0, 1, … in order.  Input
+     * j's node has a = j (record and optimizer alike), so consecutive inputs
+     * from node 0 lead, all of them. */
     size_t p = 0;
-    while (p < end && r->op[p] == OP_INPUT && r->a[p] == p)
-        p++;
+    if (r->in_contig && in0 == 0)
+        p = r->nin < end ? r->nin : end;
+    else
+        while (p < end && r->op[p] == OP_INPUT && r->a[p] == p)
+            p++;
     r->nlead = p;
 }
 

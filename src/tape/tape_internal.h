@@ -245,6 +245,8 @@ struct ad_tape {
     double *adotk; size_t capadotk;
     double *scr;  size_t capscr;    /* gather/scatter space of matrix nodes  */
     double *xc;   size_t capxc;     /* the cached point                       */
+    int xc_lazy;                    /* ... is val at the inputs, not xc (set
+                                     * by ad_record_end, until the next point) */
     double *dc;   size_t capdc;     /* f' of TAPE_CACHED nodes at xc          */
     int dc_ok;                      /* dc belongs to the values in val        */
     int val_ok;                     /* val holds the values at xc             */
@@ -270,7 +272,9 @@ void tape_rec_release(tape_rec *r);
 const char *tape_op_name(tape_op op);
 uint32_t tape_next_id(void);
 
-void tape_rec_finish(tape_rec *r);
+/* Sets end, in_contig and nlead once a recording is complete.  in_order: in[]
+ * increases (any raw recording), which spares a pass over it. */
+void tape_rec_finish(tape_rec *r, int in_order);
 
 /* optimize.c: a new, optimized recording of r (NULL when out of memory).
  * Rewrites r's ops in place first (equivalent ops: r stays valid).  scratch
