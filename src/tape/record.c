@@ -269,10 +269,10 @@ void ad_inputs(size_t n, const double *x, ad_var *v)
         fail(t, AD_ELIMIT, "inputs", "more than 2^32 inputs");
         return;
     }
-    if ((i0 + n > t->lim && !grow_nodes(t, i0 + n, OP_INPUT))
-        || !tape_grow((void **)&r->in, &r->capin, j0 + n, sizeof(uint32_t))) {
-        if (!t->err)
-            fail(t, AD_ENOMEM, "inputs", "out of memory");
+    if (i0 + n > t->lim && !grow_nodes(t, i0 + n, OP_INPUT))
+        return;   /* grow_nodes reported it */
+    if (!tape_grow((void **)&r->in, &r->capin, j0 + n, sizeof(uint32_t))) {
+        fail(t, AD_ENOMEM, "inputs", "out of memory");
         return;
     }
     /* The nodes ad_input would make one by one, as a few array fills. */
@@ -421,7 +421,7 @@ ad_var ad_const(double c)
                 bp[i] = (xb);                                           \
                 r->n = i + 1;                                           \
                 opp[i] = (uint8_t)OP_##N;                               \
-                return bits_var(y, base + i);                              \
+                return bits_var(y, base + i);                           \
             }                                                           \
         }                                                               \
     }
@@ -447,7 +447,7 @@ ad_var ad_const(double c)
     ad_var ad_##n(ad_var x)                                             \
     {                                                                   \
         FAST_BEGIN(ARG_OK(x))                                           \
-            double y = dual_##n##_f(x.val, 0.0);                \
+            double y = dual_##n##_f(x.val, 0.0);                        \
             uint32_t slot = TAPE_CACHED(N) ? (uint32_t)r->ndc : 0u;     \
         FAST_END(N, x.idx, slot, y, if (TAPE_CACHED(N)) r->ndc = slot + 1u;) \
         return slow_##n(x);                                             \
@@ -469,7 +469,7 @@ TAPE_UNARY_OPS(X_GEN1)
     ad_var ad_##n(ad_var x, ad_var y)                                   \
     {                                                                   \
         FAST_BEGIN(ARG_OK(x) && ARG_OK(y))                              \
-            double v = dual_##n##_f(x.val, y.val);      \
+            double v = dual_##n##_f(x.val, y.val);                      \
         FAST_END(N, x.idx, y.idx, v, (void)0;)                          \
         return slow_##n(x, y);                                          \
     }
@@ -490,7 +490,7 @@ TAPE_BINARY_USER_OPS(X_GEN2)
     {                                                                   \
         FAST_BEGIN(ARG_OK(x) && r->ncst < r->capcst                     \
                    && r->ncst < UINT32_MAX && isfinite(c))              \
-            double y = dual_##n##_f(x.val, c);                  \
+            double y = dual_##n##_f(x.val, c);                          \
             uint32_t k = (uint32_t)r->ncst;                             \
         FAST_END(N, x.idx, k, y, r->cst[k] = c; r->ncst = k + 1u;)      \
         return slow_##n(x, c);                                          \
@@ -742,11 +742,11 @@ static void rec_matrix(size_t m, size_t n, const double *A, const ad_csr *S,
         y[i] = v;
     }
     sweep_value_only(r, t->val, NULL, t->scr, NULL, h, h + 1);
-    for (size_t i = 0; i < m; i++)
+    for (size_t i = 0; i < m; i++) {
         y[i].val = t->val[h + 1 + i];   /* pushed before the product was known */
-    for (size_t i = 0; i < m; i++)
-        if (!isfinite(t->val[h + 1 + i]))
-            domain(t, op, h + 1 + i, t->val[h + 1 + i]);
+        if (!isfinite(y[i].val))
+            domain(t, op, h + 1 + i, y[i].val);
+    }
 }
 
 void ad_matvec(size_t m, size_t n, const double *A, const ad_var *x, ad_var *y)
